@@ -1,0 +1,99 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/alterhost/alterhost/host/engine"
+)
+
+// pool bounds how many instances of one module run at once and keeps the
+// healthy ones for reuse, so a warm call neither compiles nor instantiates.
+// An instance serves one call at a time: Extism instances share mutable
+// state, and two callers on one would see each other's output.
+type pool struct {
+	module  engine.Module
+	slots   chan struct{}        // one token per running call
+	idle    chan engine.Instance // healthy instances waiting for work
+	wait    time.Duration
+	stopped chan struct{}
+	// instantiations counts instances made after the pool was warmed.
+	instantiations atomic.Int64
+}
+
+func newPool(m engine.Module, size int, wait time.Duration) *pool {
+	return &pool{
+		module:  m,
+		slots:   make(chan struct{}, size),
+		idle:    make(chan engine.Instance, size),
+		wait:    wait,
+		stopped: make(chan struct{}),
+	}
+}
+
+// get takes a slot, waiting at most the pool's queue timeout, then an idle
+// instance or, failing that, a new one.
+func (p *pool) get(ctx context.Context) (engine.Instance, error) {
+	timer := time.NewTimer(p.wait)
+	defer timer.Stop()
+	select {
+	case p.slots <- struct{}{}:
+	case <-timer.C:
+		return nil, fmt.Errorf("all %d instances of this plugin stayed busy for %s; try again", cap(p.slots), p.wait)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.stopped:
+		return nil, fmt.Errorf("the plugin is shutting down")
+	}
+	select {
+	case inst := <-p.idle:
+		return inst, nil
+	default:
+	}
+	p.instantiations.Add(1)
+	inst, err := p.module.Instantiate(ctx)
+	if err != nil {
+		<-p.slots
+		return nil, err
+	}
+	return inst, nil
+}
+
+// put returns a slot. A healthy instance is kept for the next call; any
+// other is closed, as its state can no longer be trusted. acquired says the
+// caller holds a slot from get (false when warming the pool).
+func (p *pool) put(ctx context.Context, inst engine.Instance, healthy, acquired bool) {
+	select {
+	case <-p.stopped:
+		healthy = false
+	default:
+	}
+	if healthy {
+		select {
+		case p.idle <- inst:
+		default:
+			inst.Close(ctx)
+		}
+	} else {
+		inst.Close(context.WithoutCancel(ctx))
+	}
+	if acquired {
+		<-p.slots
+	}
+}
+
+// close stops handing out instances and closes the idle ones; instances in
+// use are closed when they come back.
+func (p *pool) close(ctx context.Context) {
+	close(p.stopped)
+	for {
+		select {
+		case inst := <-p.idle:
+			inst.Close(ctx)
+		default:
+			return
+		}
+	}
+}
