@@ -1,19 +1,180 @@
 // Command alterhost serves a folder of WebAssembly plugins as MCP tools.
+//
+//	alterhost --plugins DIR [--addr 127.0.0.1:8080] [--data-dir DIR] [--stdio] [--no-auth]
+//	alterhost plugin inspect FILE.wasm
+//	alterhost plugin embed [-o OUT.wasm] FILE.wasm MANIFEST.json
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/alterhost/alterhost/host"
 )
 
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `alterhost serves a folder of WebAssembly plugins as MCP tools.
+
+Usage:
+  alterhost --plugins DIR [--addr HOST:PORT] [--data-dir DIR] (--stdio | --no-auth)
+  alterhost plugin inspect [--json] FILE.wasm
+  alterhost plugin embed [-o OUT.wasm] FILE.wasm MANIFEST.json
+
+Serving:
+  With --stdio, alterhost speaks MCP on standard input and output, as a
+  client such as Claude Desktop starts it. Otherwise it serves streamable
+  HTTP at http://ADDR/mcp. HTTP needs a sign-in, which alterhost does not
+  have yet: until then --no-auth is required, and only a loopback address
+  is accepted.
+
+Options:
+`
+
 func main() {
-	if len(os.Args) >= 3 && os.Args[1] == "plugin" && os.Args[2] == "embed" {
-		if err := runEmbed(os.Args[3:], os.Stdout, os.Stderr); err != nil {
-			fmt.Fprintln(os.Stderr, "alterhost:", err)
-			os.Exit(1)
-		}
-		return
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var err error
+	switch {
+	case len(args) >= 2 && args[0] == "plugin" && args[1] == "inspect":
+		err = runInspect(args[2:], stdout, stderr)
+	case len(args) >= 2 && args[0] == "plugin" && args[1] == "embed":
+		err = runEmbed(args[2:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "plugin":
+		fmt.Fprintln(stderr, "usage: alterhost plugin inspect|embed ...")
+		return 2
+	default:
+		err = serve(args, stderr)
 	}
-	fmt.Fprintln(os.Stderr, "alterhost: not yet wired")
-	os.Exit(2)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "alterhost:", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("alterhost", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	plugins := fs.String("plugins", "", "folder of `DIR` with *.wasm plugins (required)")
+	addr := fs.String("addr", "127.0.0.1:8080", "`HOST:PORT` to serve streamable HTTP on")
+	dataDir := fs.String("data-dir", defaultDataDir(), "`DIR` for alterhost's state, such as the compilation cache")
+	stdio := fs.Bool("stdio", false, "serve MCP on standard input and output instead of HTTP")
+	noAuth := fs.Bool("no-auth", false, "serve HTTP without authentication (loopback addresses only)")
+	logLevel := fs.String("log-level", "info", "`LEVEL` of logs on standard error: debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stderr, "alterhost", version)
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if *plugins == "" {
+		return errors.New("--plugins DIR is required (see --help)")
+	}
+	if !*stdio {
+		if !*noAuth {
+			return errors.New("HTTP needs authentication, which this alterhost does not have yet: use --stdio, or --no-auth on a loopback address")
+		}
+		if err := host.CheckLoopback(*addr); err != nil {
+			return err
+		}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cacheDir := ""
+	if *dataDir != "" {
+		cacheDir = filepath.Join(*dataDir, "cache", "wazero")
+		if err := os.MkdirAll(cacheDir, 0o700); err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+	}
+	srv, err := host.New(ctx, host.Config{PluginsDir: *plugins, CacheDir: cacheDir, Version: version, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer srv.Close(context.Background())
+
+	if *stdio {
+		logger.Info("serving MCP on stdio", "tools", len(srv.Catalog.Tools))
+		err := srv.ServeStdio(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	return serveHTTP(ctx, srv, *addr, logger)
+}
+
+// shutdownGrace is how long in-flight requests may run after a signal.
+const shutdownGrace = 30 * time.Second
+
+func serveHTTP(ctx context.Context, srv *host.Server, addr string, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	logger.Warn("serving MCP over HTTP WITHOUT authentication (--no-auth)", "url", "http://"+ln.Addr().String()+"/mcp",
+		"tools", len(srv.Catalog.Tools))
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down; letting in-flight calls finish", "grace", shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// defaultDataDir follows the XDG base directory convention.
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "alterhost")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "alterhost")
+	}
+	return ""
 }

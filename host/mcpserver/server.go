@@ -1,0 +1,151 @@
+// Package mcpserver presents a catalog of plugin tools as an MCP server:
+// each manifest tool becomes an MCP tool, and each guest output or failure
+// becomes a CallToolResult.
+package mcpserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"unicode/utf8"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/alterhost/alterhost/abi"
+	"github.com/alterhost/alterhost/host/plugin"
+)
+
+// ErrorMetaKey is the _meta key of a failed result's machine-readable
+// fields: {"kind": ..., "code": ..., "connect_url": ..., "missing_scopes": [...]}.
+const ErrorMetaKey = "alterhost/error"
+
+// New returns an MCP server offering every tool of cat.
+func New(cat *plugin.Catalog, version string, logger *slog.Logger) *mcp.Server {
+	s := mcp.NewServer(&mcp.Implementation{Name: "alterhost", Version: version}, &mcp.ServerOptions{Logger: logger})
+	for _, b := range cat.Tools {
+		s.AddTool(toolOf(b.Tool), handler(b))
+	}
+	return s
+}
+
+func toolOf(t *abi.Tool) *mcp.Tool {
+	mt := &mcp.Tool{Name: t.Name, Description: t.Description, InputSchema: t.InputSchema}
+	if len(t.OutputSchema) > 0 {
+		mt.OutputSchema = t.OutputSchema
+	}
+	if a := t.Annotations; a != nil {
+		mt.Annotations = &mcp.ToolAnnotations{
+			Title:           a.Title,
+			ReadOnlyHint:    a.ReadOnlyHint != nil && *a.ReadOnlyHint,
+			IdempotentHint:  a.IdempotentHint != nil && *a.IdempotentHint,
+			DestructiveHint: a.DestructiveHint,
+			OpenWorldHint:   a.OpenWorldHint,
+		}
+		mt.Title = a.Title
+	}
+	return mt
+}
+
+func handler(b plugin.Binding) mcp.ToolHandler {
+	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		out, err := b.Plugin.Call(ctx, b.Tool, req.Params.Arguments)
+		if err != nil {
+			var f *plugin.Failure
+			if !errors.As(err, &f) {
+				f = &plugin.Failure{Kind: "internal", Message: err.Error()}
+			}
+			return failed(b.Tool.Name, f), nil
+		}
+		res, err := Result(b.Tool, out)
+		if err != nil {
+			return failed(b.Tool.Name, &plugin.Failure{Kind: "bad output", Message: err.Error()}), nil
+		}
+		return res, nil
+	}
+}
+
+// Result turns guest output into a tool result according to the tool's
+// result kind (see abi.ResultKind), checking it on the way.
+func Result(t *abi.Tool, out []byte) (*mcp.CallToolResult, error) {
+	switch t.Result {
+	case abi.ResultJSON:
+		var obj map[string]any
+		if err := json.Unmarshal(out, &obj); err != nil || obj == nil {
+			return nil, fmt.Errorf("the tool must return one JSON object (result %q), but returned %s", t.Result, describe(out))
+		}
+		if err := checkStructured(t, obj); err != nil {
+			return nil, err
+		}
+		return &mcp.CallToolResult{
+			Content:           []mcp.Content{&mcp.TextContent{Text: string(out)}},
+			StructuredContent: json.RawMessage(out),
+		}, nil
+	case abi.ResultMCP:
+		var res mcp.CallToolResult
+		if err := json.Unmarshal(out, &res); err != nil {
+			return nil, fmt.Errorf("the tool must return an MCP result object (result %q): %v", t.Result, err)
+		}
+		if res.Content == nil {
+			return nil, fmt.Errorf(`the tool's MCP result has no "content" list`)
+		}
+		if res.StructuredContent != nil && !res.IsError {
+			if err := checkStructured(t, res.StructuredContent); err != nil {
+				return nil, err
+			}
+		}
+		return &res, nil
+	default:
+		if !utf8.Valid(out) {
+			return nil, fmt.Errorf("the tool returned bytes that are not UTF-8 text")
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: string(out)}}}, nil
+	}
+}
+
+func checkStructured(t *abi.Tool, v any) error {
+	schema := t.OutputSchemaResolved()
+	if schema == nil {
+		return nil
+	}
+	var generic any
+	if raw, err := json.Marshal(v); err != nil || json.Unmarshal(raw, &generic) != nil {
+		return fmt.Errorf("the structured result cannot be encoded")
+	}
+	if err := schema.Validate(generic); err != nil {
+		return fmt.Errorf("the structured result does not match the tool's output schema: %v", err)
+	}
+	return nil
+}
+
+func describe(out []byte) string {
+	if len(out) == 0 {
+		return "no output"
+	}
+	return fmt.Sprintf("%d bytes that are not a JSON object", len(out))
+}
+
+// failed builds the isError result of a failed call: a sentence for the
+// model and the person, and the same facts for programs in _meta.
+func failed(tool string, f *plugin.Failure) *mcp.CallToolResult {
+	msg := fmt.Sprintf("Tool %s failed: %s", tool, f.Message)
+	meta := map[string]any{"kind": f.Kind}
+	if r := f.Request; r != nil {
+		msg += fmt.Sprintf(" (alter_request: %s: %s)", r.Code, r.Message)
+		meta["code"] = r.Code
+		meta["message"] = r.Message
+		if r.ConnectURL != "" {
+			msg += " Connect the account here: " + r.ConnectURL
+			meta["connect_url"] = r.ConnectURL
+		}
+		if len(r.MissingScopes) > 0 {
+			meta["missing_scopes"] = r.MissingScopes
+		}
+	}
+	return &mcp.CallToolResult{
+		IsError: true,
+		Content: []mcp.Content{&mcp.TextContent{Text: msg}},
+		Meta:    mcp.Meta{ErrorMetaKey: meta},
+	}
+}
