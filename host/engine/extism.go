@@ -174,16 +174,22 @@ func (i *extismInstance) Call(ctx context.Context, export string, input []byte) 
 // classify turns what Extism reports into a CallError.
 func classify(ctx context.Context, rc uint32, err error, cfg Config) *CallError {
 	var exit *sys.ExitError
+	timeout := &CallError{Failure: Timeout, Err: err, Message: fmt.Sprintf(
+		"the call did not finish within %s and was stopped", cfg.Timeout)}
+	canceled := &CallError{Failure: Canceled, Err: err, Message: "the caller canceled the call"}
+	// What stopped the guest comes first: a trap that lands just after the
+	// deadline is still a trap.
 	switch {
-	case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded,
-		errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return &CallError{Failure: Timeout, Err: err, Message: fmt.Sprintf(
-			"the call did not finish within %s and was stopped", cfg.Timeout)}
-	case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeContextCanceled,
-		errors.Is(ctx.Err(), context.Canceled):
-		return &CallError{Failure: Canceled, Err: err, Message: "the caller canceled the call"}
+	case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded:
+		return timeout
+	case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeContextCanceled:
+		return canceled
 	case err != nil && isTrap(err):
 		return &CallError{Failure: Trap, Err: err, Message: trapMessage(err)}
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return timeout
+	case errors.Is(ctx.Err(), context.Canceled):
+		return canceled
 	}
 	msg := ""
 	if err != nil {
