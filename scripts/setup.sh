@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# setup.sh installs what alterhost's tests and plugin builds need beyond Go:
+# clang and lld (C plugins, wasm32), wabt (wat2wasm for the hostile-module
+# fixtures). It installs only what is missing, so it is quick to re-run.
+set -euo pipefail
+
+need=()
+command -v clang >/dev/null 2>&1 || need+=(clang)
+command -v wasm-ld >/dev/null 2>&1 || need+=(lld)
+command -v wat2wasm >/dev/null 2>&1 || need+=(wabt)
+if ((${#need[@]} == 0)); then
+	exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "setup: please install ${need[*]} with your package manager (clang with the wasm32 target, lld, wabt)" >&2
+	exit 1
+fi
+sudo=()
+if [ "$(id -u)" != 0 ]; then
+	sudo=(sudo)
+fi
+echo "setup: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
