@@ -83,12 +83,16 @@ func Result(t *abi.Tool, out []byte) (*mcp.CallToolResult, error) {
 			StructuredContent: json.RawMessage(out),
 		}, nil
 	case abi.ResultMCP:
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(out, &fields); err != nil || fields == nil {
+			return nil, fmt.Errorf("the tool must return an MCP result object (result %q), but returned %s", t.Result, describe(out))
+		}
+		if c := fields["content"]; len(c) == 0 || c[0] != '[' {
+			return nil, fmt.Errorf(`the tool's MCP result has no "content" list`)
+		}
 		var res mcp.CallToolResult
 		if err := json.Unmarshal(out, &res); err != nil {
-			return nil, fmt.Errorf("the tool must return an MCP result object (result %q): %v", t.Result, err)
-		}
-		if res.Content == nil {
-			return nil, fmt.Errorf(`the tool's MCP result has no "content" list`)
+			return nil, fmt.Errorf("the tool's MCP result is not valid: %v", err)
 		}
 		if res.StructuredContent != nil && !res.IsError {
 			if err := checkStructured(t, res.StructuredContent); err != nil {
