@@ -52,8 +52,6 @@ type Config struct {
 	Timeout time.Duration
 	// MaxOutputBytes caps the output of one call.
 	MaxOutputBytes int64
-	// MaxRequestBytes caps the request a guest may hand to alter_request.
-	MaxRequestBytes int64
 	// Request serves alter_request. It must not be nil.
 	Request RequestFunc
 }
@@ -78,7 +76,7 @@ const (
 func (f Failure) String() string {
 	switch f {
 	case GuestError:
-		return "guest error"
+		return "guest_error"
 	case Trap:
 		return "trap"
 	case Timeout:
@@ -86,7 +84,7 @@ func (f Failure) String() string {
 	case Canceled:
 		return "canceled"
 	case BadOutput:
-		return "bad output"
+		return "bad_output"
 	}
 	return fmt.Sprintf("failure(%d)", int(f))
 }

@@ -60,7 +60,7 @@ func handler(b plugin.Binding) mcp.ToolHandler {
 		}
 		res, err := Result(b.Tool, out)
 		if err != nil {
-			return failed(b.Tool.Name, &plugin.Failure{Kind: "bad output", Message: err.Error()}), nil
+			return failed(b.Tool.Name, &plugin.Failure{Kind: "bad_output", Message: err.Error()}), nil
 		}
 		return res, nil
 	}

@@ -197,5 +197,13 @@ func (c *Catalog) Close(ctx context.Context) error {
 type Host struct {
 	Engine   engine.Engine
 	Outbound Outbound
-	Logger   *slog.Logger
+	// Logger receives load and call events; nil discards them.
+	Logger *slog.Logger
+}
+
+func (h *Host) logger() *slog.Logger {
+	if h.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return h.Logger
 }

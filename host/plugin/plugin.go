@@ -38,7 +38,7 @@ func (h *Host) Load(ctx context.Context, spec *Spec) (*Plugin, error) {
 	p := &Plugin{
 		File: spec.File, Source: spec.Source, Manifest: spec.Manifest,
 		outbound: h.Outbound,
-		logger:   h.Logger.With("plugin", spec.Manifest.Name),
+		logger:   h.logger().With("plugin", spec.Manifest.Name),
 	}
 	mod, err := h.Engine.Compile(ctx, spec.Wasm, engine.Config{
 		MemoryPages:    lim.MemoryPages(),
@@ -74,7 +74,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 // client and with the alter_request error the guest did not handle, if any.
 type Failure struct {
 	// Kind is the class of failure: "invalid_arguments", "busy", or an
-	// engine failure ("guest error", "trap", "timeout", "canceled", "bad output").
+	// engine failure ("guest_error", "trap", "timeout", "canceled", "bad_output").
 	Kind    string
 	Message string
 	// Request is the last alter_request error of the call, when the guest

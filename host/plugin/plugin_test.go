@@ -185,9 +185,9 @@ func TestHostileGuests(t *testing.T) {
 		{"spin", "timeout", "did not finish within 500ms"},
 		{"grow", "trap", "unreachable"},
 		{"recurse", "trap", "stack overflow"},
-		{"huge", "bad output", "may return at most 1048576"},
+		{"huge", "bad_output", "may return at most 1048576"},
 		{"trap", "trap", "unreachable"},
-		{"request_then_fail", "guest error", "failed with code 1"},
+		{"request_then_fail", "guest_error", "failed with code 1"},
 	} {
 		t.Run(tc.tool, func(t *testing.T) {
 			before := p.Instantiations()
