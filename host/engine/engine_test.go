@@ -124,6 +124,7 @@ const sandbox = `
   (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
   (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_accept" (func $sock_accept (param i32 i32 i32) (result i32)))
   (import "extism:host/env" "http_request" (func $http (param i64 i64) (result i64)))
   (import "extism:host/env" "var_set" (func $var_set (param i64 i64)))
   (data (i32.const 0) "{\"url\":\"http://127.0.0.1:1/\"}")
@@ -135,6 +136,9 @@ const sandbox = `
     (call $out (i32.const 256) (i32.const 16)) (i32.const 0))
   (func (export "preopens") (result i32)
     (i32.store8 (i32.const 256) (i32.add (i32.const 48) (call $prestat (i32.const 3) (i32.const 300))))
+    (call $out (i32.const 256) (i32.const 1)) (i32.const 0))
+  (func (export "sockets") (result i32)
+    (i32.store8 (i32.const 256) (i32.add (i32.const 48) (call $sock_accept (i32.const 3) (i32.const 0) (i32.const 300))))
     (call $out (i32.const 256) (i32.const 1)) (i32.const 0))
   (func (export "http") (result i32)
     (drop (call $http (call $put (i32.const 0) (i32.const 29)) (i64.const 0))) (i32.const 0))
@@ -169,6 +173,10 @@ func TestSandbox(t *testing.T) {
 	// Errno 8 is EBADF: no directory is preopened, so no file can be opened.
 	if out, err := call(t, m, "preopens", ""); err != nil || out != "8" {
 		t.Errorf("fd_prestat_get(3) = %q, %v; want errno 8 (no preopened directories)", out, err)
+	}
+	// Errno 8 again: there is no listening socket to accept from.
+	if out, err := call(t, m, "sockets", ""); err != nil || out != "8" {
+		t.Errorf("sock_accept(3) = %q, %v; want errno 8 (no sockets)", out, err)
 	}
 	for _, export := range []string{"http", "vars"} {
 		if _, err := call(t, m, export, ""); engine.FailureOf(err) != engine.Trap {

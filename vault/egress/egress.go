@@ -114,7 +114,8 @@ func (e *internalAddrError) Error() string {
 
 func checkHost(c Caller, u *url.URL, verb string) error {
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return abi.Errorf(abi.CodeHostNotAllowed, "%s %s: only http and https are allowed", verb, u.Redacted())
+		// Scheme and host only: the path and query may carry personal data.
+		return abi.Errorf(abi.CodeHostNotAllowed, "%s %s://%s: only http and https are allowed", verb, u.Scheme, u.Host)
 	}
 	if !abi.AllowedHost(c.Plugin.AllowedHosts, u) {
 		return abi.Errorf(abi.CodeHostNotAllowed,
