@@ -40,6 +40,11 @@ Serving:
   have yet: until then --no-auth is required, and only a loopback address
   is accepted.
 
+Examples:
+  alterhost --plugins ./plugins --no-auth        # http://127.0.0.1:8080/mcp
+  alterhost --plugins ./plugins --stdio          # for a desktop client
+  alterhost plugin inspect ./plugins/web.wasm    # what a plugin may do
+
 Options:
 `
 
@@ -58,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: alterhost plugin inspect|embed ...")
 		return 2
 	default:
-		err = serve(args, stderr)
+		err = serve(args, stdout, stderr)
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -70,10 +75,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func serve(args []string, stderr io.Writer) error {
+func serve(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("alterhost", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	plugins := fs.String("plugins", "", "folder of `DIR` with *.wasm plugins (required)")
+	plugins := fs.String("plugins", "", "`DIR` of *.wasm plugins to serve (required)")
 	addr := fs.String("addr", "127.0.0.1:8080", "`HOST:PORT` to serve streamable HTTP on")
 	dataDir := fs.String("data-dir", defaultDataDir(), "`DIR` for alterhost's state, such as the compilation cache")
 	stdio := fs.Bool("stdio", false, "serve MCP on standard input and output instead of HTTP")
@@ -88,7 +93,7 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	if *showVersion {
-		fmt.Fprintln(stderr, "alterhost", version)
+		fmt.Fprintln(stdout, "alterhost", version)
 		return nil
 	}
 	if fs.NArg() > 0 {
