@@ -160,7 +160,7 @@ func TestLoadDir(t *testing.T) {
 func TestHostileGuests(t *testing.T) {
 	dir := t.TempDir()
 	path := writePlugin(t, dir, "p.wasm", wasmtest.Guest(t, guest),
-		manifest("p", `,"limits":{"timeout_ms":500,"memory_mib":16,"max_output_bytes":1048576}`, toolNames...))
+		manifest("p", `,"limits":{"timeout_ms":2000,"memory_mib":16,"max_output_bytes":1048576}`, toolNames...))
 	spec, err := plugin.Read(path)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func TestHostileGuests(t *testing.T) {
 	for _, tc := range []struct {
 		tool, kind, msg string
 	}{
-		{"spin", "timeout", "did not finish within 500ms"},
+		{"spin", "timeout", "did not finish within 2s"},
 		{"grow", "trap", "unreachable"},
 		{"recurse", "trap", "stack overflow"},
 		{"huge", "bad_output", "may return at most 1048576"},
