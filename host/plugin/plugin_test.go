@@ -104,6 +104,23 @@ func newHost(t *testing.T, out plugin.Outbound) *plugin.Host {
 	return &plugin.Host{Engine: eng, Outbound: out, Logger: slog.New(slog.DiscardHandler)}
 }
 
+// loadGuest loads the test guest with manifest into a fresh host and
+// closes it when the test ends.
+func loadGuest(t *testing.T, manifest string) *plugin.Plugin {
+	t.Helper()
+	path := writePlugin(t, t.TempDir(), "p.wasm", wasmtest.Guest(t, guest), manifest)
+	spec, err := plugin.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newHost(t, nil).Load(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	return p
+}
+
 func TestLoadDir(t *testing.T) {
 	wasm := wasmtest.Guest(t, guest)
 	dir := t.TempDir()
@@ -158,18 +175,7 @@ func TestLoadDir(t *testing.T) {
 // with a clear error, that its instance is thrown away, and that the plugin
 // keeps serving.
 func TestHostileGuests(t *testing.T) {
-	dir := t.TempDir()
-	path := writePlugin(t, dir, "p.wasm", wasmtest.Guest(t, guest),
-		manifest("p", `,"limits":{"timeout_ms":2000,"memory_mib":16,"max_output_bytes":1048576}`, toolNames...))
-	spec, err := plugin.Read(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := newHost(t, nil).Load(context.Background(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(context.Background())
+	p := loadGuest(t, manifest("p", `,"limits":{"timeout_ms":2000,"memory_mib":16,"max_output_bytes":1048576}`, toolNames...))
 	tool := func(name string) *abi.Tool {
 		for i := range p.Manifest.Tools {
 			if p.Manifest.Tools[i].Name == name {
@@ -250,18 +256,7 @@ func TestRequests(t *testing.T) {
 	}))
 	defer upstream.Close()
 	host := strings.TrimPrefix(upstream.URL, "http://")
-	dir := t.TempDir()
-	path := writePlugin(t, dir, "p.wasm", wasmtest.Guest(t, guest),
-		manifest("p", fmt.Sprintf(`,"allowed_hosts":[%q],"limits":{"max_response_body_bytes":1024}`, host), "request", "echo"))
-	spec, err := plugin.Read(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := newHost(t, nil).Load(context.Background(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(context.Background())
+	p := loadGuest(t, manifest("p", fmt.Sprintf(`,"allowed_hosts":[%q],"limits":{"max_response_body_bytes":1024}`, host), "request", "echo"))
 	call := func(req string) abi.Reply {
 		t.Helper()
 		out, err := p.Call(context.Background(), &p.Manifest.Tools[0], json.RawMessage(req))
@@ -296,15 +291,7 @@ func TestRequests(t *testing.T) {
 // output, that callers beyond the pool wait and then give up, and that warm
 // calls create no instances.
 func TestConcurrentCalls(t *testing.T) {
-	dir := t.TempDir()
-	path := writePlugin(t, dir, "p.wasm", wasmtest.Guest(t, guest),
-		manifest("p", `,"limits":{"max_instances":2,"queue_timeout_ms":100,"timeout_ms":1000}`, "echo", "spin"))
-	spec, _ := plugin.Read(path)
-	p, err := newHost(t, nil).Load(context.Background(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(context.Background())
+	p := loadGuest(t, manifest("p", `,"limits":{"max_instances":2,"queue_timeout_ms":100,"timeout_ms":1000}`, "echo", "spin"))
 	echo, spin := &p.Manifest.Tools[0], &p.Manifest.Tools[1]
 
 	var wg sync.WaitGroup
@@ -340,7 +327,7 @@ func TestConcurrentCalls(t *testing.T) {
 		wg.Go(func() { p.Call(context.Background(), spin, nil) })
 	}
 	time.Sleep(100 * time.Millisecond)
-	_, err = p.Call(context.Background(), echo, nil)
+	_, err := p.Call(context.Background(), echo, nil)
 	var f *plugin.Failure
 	if !errors.As(err, &f) || f.Kind != "busy" || !strings.Contains(f.Message, "all 2 instances") {
 		t.Errorf("err = %v; want busy", err)
