@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# bench.sh runs the host benchmarks (host/bench_test.go) and prints the
+# median of each benchmark over the runs, and the wasm/native ratio of
+# each pair (benchmarks whose names end in /native and /wasm).
+#
+#   usage: scripts/bench.sh [-count N] [-bench REGEXP] [-o RAWFILE]
+#          scripts/bench.sh -summarize RAWFILE   (tables of an earlier run)
+#
+# Defaults: -count 5, -bench ., raw output to a new file under $TMPDIR.
+# The example plugins are built by the benchmarks themselves, which needs
+# clang and wasm-ld (scripts/setup.sh). Medians are computed by a small Go
+# program; benchstat is not needed.
+set -euo pipefail
+
+die() { echo "bench: $*" >&2; exit 2; }
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+count=5
+bench=.
+raw=""
+summarize=""
+while [[ $# -gt 0 ]]; do
+	case "$1" in
+	-count) count="${2:?-count needs a number}"; shift 2 ;;
+	-bench) bench="${2:?-bench needs a regexp}"; shift 2 ;;
+	-o) raw="${2:?-o needs a file}"; shift 2 ;;
+	-summarize) summarize="${2:?-summarize needs a file}"; shift 2 ;;
+	-h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+	*) die "unknown argument $1 (see --help)" ;;
+	esac
+done
+[[ "$count" =~ ^[1-9][0-9]*$ ]] || die "-count must be a positive number, not $count"
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+if [[ -n "$summarize" ]]; then
+	[[ -f "$summarize" ]] || die "$summarize: no such file"
+	raw="$(cd "$(dirname "$summarize")" && pwd)/$(basename "$summarize")"
+else
+	if [[ -z "$raw" ]]; then
+		raw="${TMPDIR:-/tmp}/alterhost-bench-$(date -u +%Y%m%dT%H%M%SZ).txt"
+	fi
+	cmd=(go test -run '^$' -bench "$bench" -benchmem -count "$count" ./host/)
+	{
+		echo "# ${cmd[*]}"
+		echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(go version)"
+	} >"$raw"
+	echo "running: ${cmd[*]}  (raw output: $raw)" >&2
+	# The raw output is kept even if a benchmark fails.
+	(cd "$root" && "${cmd[@]}") 2>&1 | tee -a "$raw" >&2 || die "go test failed; raw output in $raw"
+	echo >&2
+fi
+
+cat >"$tmp/median.go" <<'EOF'
+// median reads `go test -bench` output and prints, as Markdown tables, the
+// median of each metric per benchmark and the wasm/native ratio per pair.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+var procs = regexp.MustCompile(`-\d+$`)
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func dur(ns float64) string {
+	switch {
+	case ns >= 1e9:
+		return fmt.Sprintf("%.2f s", ns/1e9)
+	case ns >= 1e6:
+		return fmt.Sprintf("%.2f ms", ns/1e6)
+	case ns >= 1e3:
+		return fmt.Sprintf("%.1f µs", ns/1e3)
+	}
+	return fmt.Sprintf("%.0f ns", ns)
+}
+
+func num(v float64) string {
+	if v >= 1e6 {
+		return fmt.Sprintf("%.2fM", v/1e6)
+	}
+	if v >= 1e4 {
+		return fmt.Sprintf("%.1fk", v/1e3)
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+func main() {
+	f, err := os.Open(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var order []string
+	vals := map[string]map[string][]float64{} // name -> unit -> values
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 4 || !strings.HasPrefix(fs[0], "Benchmark") {
+			continue
+		}
+		if _, err := strconv.Atoi(fs[1]); err != nil {
+			continue
+		}
+		name := procs.ReplaceAllString(strings.TrimPrefix(fs[0], "Benchmark"), "")
+		if vals[name] == nil {
+			vals[name] = map[string][]float64{}
+			order = append(order, name)
+		}
+		for i := 2; i+1 < len(fs); i += 2 {
+			v, err := strconv.ParseFloat(fs[i], 64)
+			if err == nil {
+				vals[name][fs[i+1]] = append(vals[name][fs[i+1]], v)
+			}
+		}
+	}
+	if len(order) == 0 {
+		fmt.Fprintln(os.Stderr, "no benchmark results in", os.Args[1])
+		os.Exit(1)
+	}
+	med := func(name, unit string) (float64, bool) {
+		v := vals[name][unit]
+		if len(v) == 0 {
+			return 0, false
+		}
+		return median(v), true
+	}
+	cell := func(name, unit string, format func(float64) string) string {
+		if m, ok := med(name, unit); ok {
+			return format(m)
+		}
+		return "–"
+	}
+
+	fmt.Println("Medians per benchmark:")
+	fmt.Println()
+	fmt.Println("| benchmark | runs | time/op | B/op | allocs/op |")
+	fmt.Println("|---|--:|--:|--:|--:|")
+	for _, n := range order {
+		fmt.Printf("| %s | %d | %s | %s | %s |\n", n, len(vals[n]["ns/op"]),
+			cell(n, "ns/op", dur), cell(n, "B/op", num), cell(n, "allocs/op", num))
+	}
+
+	var pairs []string
+	for _, n := range order {
+		if base, ok := strings.CutSuffix(n, "/native"); ok && vals[base+"/wasm"] != nil {
+			pairs = append(pairs, base)
+		}
+	}
+	if len(pairs) == 0 {
+		return
+	}
+	fmt.Println()
+	fmt.Println("Native vs wasm (medians; ratio = wasm / native):")
+	fmt.Println()
+	fmt.Println("| pair | native time/op | wasm time/op | time ratio | native B/op | wasm B/op | native allocs | wasm allocs |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|")
+	for _, p := range pairs {
+		n, w := p+"/native", p+"/wasm"
+		ratio := "–"
+		if a, ok := med(n, "ns/op"); ok && a > 0 {
+			if b, ok := med(w, "ns/op"); ok {
+				ratio = fmt.Sprintf("%.1f×", b/a)
+			}
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", p,
+			cell(n, "ns/op", dur), cell(w, "ns/op", dur), ratio,
+			cell(n, "B/op", num), cell(w, "B/op", num),
+			cell(n, "allocs/op", num), cell(w, "allocs/op", num))
+	}
+}
+EOF
+
+(cd "$tmp" && GOFLAGS= GO111MODULE=off go run median.go "$raw")
