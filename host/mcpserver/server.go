@@ -108,16 +108,14 @@ func Result(t *abi.Tool, out []byte) (*mcp.CallToolResult, error) {
 	}
 }
 
+// checkStructured validates v, a value decoded from JSON into generic
+// types, against the tool's output schema.
 func checkStructured(t *abi.Tool, v any) error {
 	schema := t.OutputSchemaResolved()
 	if schema == nil {
 		return nil
 	}
-	var generic any
-	if raw, err := json.Marshal(v); err != nil || json.Unmarshal(raw, &generic) != nil {
-		return fmt.Errorf("the structured result cannot be encoded")
-	}
-	if err := schema.Validate(generic); err != nil {
+	if err := schema.Validate(v); err != nil {
 		return fmt.Errorf("the structured result does not match the tool's output schema: %v", err)
 	}
 	return nil

@@ -24,6 +24,7 @@ func TestResult(t *testing.T) {
 	text := tool(t, `{"name":"t","description":"d"}`)
 	js := tool(t, `{"name":"t","description":"d","result":"json","output_schema":{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}}`)
 	mcpKind := tool(t, `{"name":"t","description":"d","result":"mcp"}`)
+	mcpSchema := tool(t, `{"name":"t","description":"d","result":"mcp","output_schema":{"type":"object","required":["n"]}}`)
 
 	res, err := mcpserver.Result(text, []byte("héllo"))
 	if err != nil || res.Content[0].(*mcp.TextContent).Text != "héllo" || res.StructuredContent != nil {
@@ -54,6 +55,7 @@ func TestResult(t *testing.T) {
 		{"json off schema", js, `{"n":"three"}`, "does not match the tool's output schema"},
 		{"mcp not an object", mcpKind, `"x"`, "MCP result object"},
 		{"mcp without content", mcpKind, `{"structuredContent":{}}`, `no "content" list`},
+		{"mcp off schema", mcpSchema, `{"content":[],"structuredContent":{"m":1}}`, "does not match the tool's output schema"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := mcpserver.Result(tc.tool, []byte(tc.out)); err == nil || !strings.Contains(err.Error(), tc.want) {
