@@ -24,6 +24,9 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/alterhost/alterhost/abi"
+	"github.com/alterhost/alterhost/host/plugin"
 )
 
 var (
@@ -365,5 +368,33 @@ func TestInspect(t *testing.T) {
 	}
 	if err != nil || json.Unmarshal(out, &doc) != nil || doc.Manifest.Name != "text" {
 		t.Errorf("inspect --json: %v\n%s", err, out)
+	}
+}
+
+// TestBundledPlugins checks that the committed plugins/ were built from the
+// current examples: same manifest, same exports. (Byte equality would tie
+// the test to one compiler version.)
+func TestBundledPlugins(t *testing.T) {
+	_, fresh := build(t)
+	for example, file := range map[string]string{"go/web": "web.wasm", "c/text": "text.wasm"} {
+		want, err := os.ReadFile(filepath.Join("../../examples", example, "alter.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundled, err := plugin.Read(filepath.Join("../../plugins", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, _ := abi.CustomSection(bundled.Wasm, abi.ManifestSection)
+		if !bytes.Equal(got, want) {
+			t.Errorf("plugins/%s embeds a different manifest from examples/%s/alter.json; run scripts/build-plugins.sh", file, example)
+		}
+		rebuilt, err := plugin.Read(filepath.Join(fresh, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b := strings.Join(bundled.Interface.ExportNames(), ","), strings.Join(rebuilt.Interface.ExportNames(), ","); a != b {
+			t.Errorf("plugins/%s exports %s, but a fresh build exports %s; run scripts/build-plugins.sh", file, a, b)
+		}
 	}
 }
