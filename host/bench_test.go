@@ -235,7 +235,7 @@ func getFixture(b *testing.B) *fixture {
 		}
 		ctx := context.Background()
 		atExit(func() { f.engine.Close(ctx) })
-		h := &plugin.Host{Engine: f.engine, Outbound: egress.New(), Logger: discard}
+		h := &plugin.Host{Engine: f.engine, Outbound: egress.New(egress.Options{}), Logger: discard}
 		for name, spec := range f.specs {
 			p, err := h.Load(ctx, spec)
 			if err != nil {

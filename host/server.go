@@ -52,7 +52,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &plugin.Host{Engine: eng, Outbound: egress.New(), Logger: logger}
+	h := &plugin.Host{Engine: eng, Outbound: egress.New(egress.Options{}), Logger: logger}
 	cat, errs := h.LoadDir(ctx, cfg.PluginsDir)
 	for _, err := range errs {
 		logger.Error("plugin skipped", "error", err)

@@ -99,7 +99,7 @@ func newHost(t *testing.T, out plugin.Outbound) *plugin.Host {
 	}
 	t.Cleanup(func() { eng.Close(context.Background()) })
 	if out == nil {
-		out = egress.New()
+		out = egress.New(egress.Options{AllowPrivate: true})
 	}
 	return &plugin.Host{Engine: eng, Outbound: out, Logger: slog.New(slog.DiscardHandler)}
 }

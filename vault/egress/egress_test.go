@@ -67,7 +67,7 @@ func TestDo(t *testing.T) {
 	}))
 	defer other.Close()
 	host := strings.TrimPrefix(allowed.URL, "http://")
-	c := egress.New()
+	c := egress.New(egress.Options{AllowPrivate: true})
 	cl := caller(t, []string{host}, `"max_response_body_bytes":1024,"request_timeout_ms":300`)
 
 	resp, err := c.Do(context.Background(), cl, request(t, `{"url":"`+allowed.URL+`/ok","query":{"q":["a","b"]}}`))
@@ -119,12 +119,14 @@ func TestDo(t *testing.T) {
 			t.Fatalf("err = %v; want upstream_unreachable", err)
 		}
 	})
-	t.Run("name resolving to loopback", func(t *testing.T) {
+	t.Run("internal addresses need the operator's consent", func(t *testing.T) {
 		u, _ := url.Parse(allowed.URL)
-		byName := "localhost:" + u.Port()
-		_, err := c.Do(context.Background(), caller(t, []string{byName}, ""), request(t, `{"url":"http://`+byName+`/ok"}`))
-		if err == nil || err.Code != abi.CodeHostNotAllowed || !strings.Contains(err.Message, "internal address") {
-			t.Fatalf("err = %v; want host_not_allowed for an internal address", err)
+		strict := egress.New(egress.Options{})
+		for _, target := range []string{"localhost:" + u.Port(), u.Host} {
+			_, err := strict.Do(context.Background(), caller(t, []string{target}, ""), request(t, `{"url":"http://`+target+`/ok"}`))
+			if err == nil || err.Code != abi.CodeHostNotAllowed || !strings.Contains(err.Message, "internal address") {
+				t.Errorf("%s: err = %v; want host_not_allowed for an internal address", target, err)
+			}
 		}
 	})
 }

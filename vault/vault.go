@@ -1,0 +1,341 @@
+// Package vault keeps people's upstream grants: it stores them sealed,
+// refreshes them before they expire, hands a credential to the outbound
+// path for one request at a time, and records every request in the audit
+// trail. The egress guard that sends those requests is vault/egress.
+package vault
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/alterhost/alterhost/abi"
+	"github.com/alterhost/alterhost/vault/seal"
+	"github.com/alterhost/alterhost/vault/store"
+)
+
+// Linker mints Connect URLs. The oauth package implements it; the vault
+// only needs to hand a fresh one to a person who lacks a grant.
+type Linker interface {
+	// ConnectURL returns a new single-use URL through which subject grants
+	// scopes at provider.
+	ConnectURL(ctx context.Context, subject, provider string, scopes []string) (string, error)
+}
+
+// Revoker is implemented by providers that can revoke a token upstream.
+type Revoker interface {
+	Revoke(ctx context.Context, token string) error
+}
+
+// Vault is the grant keeper. It is safe for concurrent use.
+type Vault struct {
+	store     store.Store
+	keys      *seal.Keyring
+	providers Providers
+	// Linker mints Connect URLs for grant_not_found and
+	// scope_reauth_required; set it before serving.
+	Linker Linker
+	logger *slog.Logger
+	now    func() time.Time
+	// refreshEarly is how long before expiry a token is refreshed.
+	refreshEarly time.Duration
+	flight       singleflight.Group
+}
+
+// New returns a Vault over st, sealing with keys.
+func New(st store.Store, keys *seal.Keyring, providers Providers, logger *slog.Logger) *Vault {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Vault{store: st, keys: keys, providers: providers, logger: logger,
+		now: time.Now, refreshEarly: time.Minute}
+}
+
+// secrets is the sealed part of a grant.
+type secrets struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+}
+
+// associatedData binds a sealed value to its row: a ciphertext copied into
+// another person's or provider's grant does not open.
+func associatedData(g store.Grant) []byte {
+	return []byte("alterhost/grant/v1\x00" + g.Subject + "\x00" + g.Provider + "\x00" + g.ID)
+}
+
+func (v *Vault) seal(g *store.Grant, s secrets) error {
+	plain, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	g.KeyID, g.Secret, err = v.keys.Seal(plain, associatedData(*g))
+	return err
+}
+
+func (v *Vault) open(g store.Grant) (secrets, error) {
+	var s secrets
+	plain, err := v.keys.Open(g.KeyID, g.Secret, associatedData(g))
+	if err != nil {
+		return s, fmt.Errorf("grant %s of %s at %s: %w", g.ID, g.Subject, g.Provider, err)
+	}
+	return s, json.Unmarshal(plain, &s)
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Save stores a token that subject just granted at provider, replacing any
+// earlier grant of theirs there.
+func (v *Vault) Save(ctx context.Context, subject, provider string, tok Token) (store.Grant, error) {
+	now := v.now()
+	g := store.Grant{
+		ID: newID(), Subject: subject, Provider: provider, AccountID: tok.AccountID,
+		Scopes: slices.Clone(tok.Scopes), ExpiresAt: tok.Expiry, Status: store.GrantActive,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if err := v.seal(&g, secrets{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
+		return g, err
+	}
+	if err := v.store.PutGrant(ctx, g); err != nil {
+		return g, err
+	}
+	v.logger.Info("grant saved", "subject", subject, "provider", provider, "scopes", g.Scopes)
+	return g, nil
+}
+
+// Credential returns the access token subject's grant at provider carries,
+// refreshing it first if it is about to expire. A missing, broken or
+// too-narrow grant yields grant_not_found or scope_reauth_required with a
+// fresh Connect URL. Errors never contain a secret.
+func (v *Vault) Credential(ctx context.Context, subject, provider string, scopes []string) (string, *abi.Error) {
+	g, err := v.store.GetGrant(ctx, subject, provider)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", v.connectError(ctx, abi.CodeGrantNotFound, subject, provider, scopes, nil,
+			fmt.Sprintf("no %s account is connected", provider))
+	case err != nil:
+		v.logger.Error("grant lookup failed", "subject", subject, "provider", provider, "error", err)
+		return "", abi.Errorf(abi.CodeInternal, "the vault could not read the %s grant", provider)
+	case g.Status == store.GrantBroken:
+		return "", v.connectError(ctx, abi.CodeGrantNotFound, subject, provider, union(g.Scopes, scopes), nil,
+			fmt.Sprintf("the %s connection has expired or was revoked", provider))
+	}
+	if missing := without(scopes, g.Scopes); len(missing) > 0 {
+		return "", v.connectError(ctx, abi.CodeScopeReauthRequired, subject, provider, union(g.Scopes, scopes), missing,
+			fmt.Sprintf("the %s connection lacks the scopes %v", provider, missing))
+	}
+	if v.expiring(g) {
+		var aerr *abi.Error
+		if g, aerr = v.refresh(ctx, subject, provider, scopes); aerr != nil {
+			return "", aerr
+		}
+	}
+	s, err := v.open(g)
+	if err != nil {
+		v.logger.Error("grant does not open", "subject", subject, "provider", provider, "error", err)
+		return "", abi.Errorf(abi.CodeInternal, "the vault could not open the %s grant", provider)
+	}
+	return s.AccessToken, nil
+}
+
+func (v *Vault) expiring(g store.Grant) bool {
+	return !g.ExpiresAt.IsZero() && v.now().Add(v.refreshEarly).After(g.ExpiresAt)
+}
+
+// refresh renews subject's grant at provider once, however many calls ask
+// at the same time: concurrent callers in this process share one flight,
+// and the store's row lock makes other processes wait and then see the
+// refreshed grant instead of refreshing it again.
+func (v *Vault) refresh(ctx context.Context, subject, provider string, scopes []string) (store.Grant, *abi.Error) {
+	type result struct {
+		g    store.Grant
+		aerr *abi.Error
+	}
+	r, _, _ := v.flight.Do(subject+"\x00"+provider, func() (any, error) {
+		g, aerr := v.refreshLocked(context.WithoutCancel(ctx), subject, provider, scopes)
+		return result{g, aerr}, nil
+	})
+	res := r.(result)
+	return res.g, res.aerr
+}
+
+var errBroken = errors.New("grant broken")
+
+func (v *Vault) refreshLocked(ctx context.Context, subject, provider string, scopes []string) (store.Grant, *abi.Error) {
+	p, ok := v.providers.Provider(provider)
+	if !ok {
+		return store.Grant{}, abi.Errorf(abi.CodePolicyDenied, "provider %q is not configured on this alterhost", provider)
+	}
+	g, err := v.store.UpdateGrant(ctx, subject, provider, func(g store.Grant) (store.Grant, bool, error) {
+		if g.Status == store.GrantBroken {
+			return g, false, errBroken
+		}
+		if !v.expiring(g) {
+			return g, false, nil // another process refreshed it while we waited
+		}
+		s, err := v.open(g)
+		if err != nil {
+			return g, false, err
+		}
+		if s.RefreshToken == "" {
+			return g, false, nil // nothing to refresh with; use the token until the upstream refuses it
+		}
+		tok, err := p.Refresh(ctx, s.RefreshToken)
+		if errors.Is(err, ErrInvalidGrant) {
+			g.Status, g.UpdatedAt = store.GrantBroken, v.now()
+			return g, true, nil
+		}
+		if err != nil {
+			return g, false, err
+		}
+		if tok.RefreshToken == "" {
+			tok.RefreshToken = s.RefreshToken
+		}
+		now := v.now()
+		g.ExpiresAt, g.UpdatedAt, g.RefreshedAt = tok.Expiry, now, now
+		if len(tok.Scopes) > 0 {
+			g.Scopes = slices.Clone(tok.Scopes)
+		}
+		if err := v.seal(&g, secrets{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
+			return g, false, err
+		}
+		return g, true, nil
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return g, v.connectError(ctx, abi.CodeGrantNotFound, subject, provider, scopes, nil,
+			fmt.Sprintf("no %s account is connected", provider))
+	case errors.Is(err, errBroken) || err == nil && g.Status == store.GrantBroken:
+		v.logger.Warn("grant refused by the provider; marked broken", "subject", subject, "provider", provider)
+		return g, v.connectError(ctx, abi.CodeGrantNotFound, subject, provider, union(g.Scopes, scopes), nil,
+			fmt.Sprintf("the %s connection has expired or was revoked", provider))
+	case err != nil:
+		v.logger.Error("grant refresh failed", "subject", subject, "provider", provider, "error", err)
+		return g, abi.Errorf(abi.CodeUpstreamUnreachable, "the %s token could not be refreshed; try again", provider)
+	}
+	v.logger.Info("grant refreshed", "subject", subject, "provider", provider)
+	return g, nil
+}
+
+// connectError builds a grant or scope error carrying a fresh Connect URL.
+func (v *Vault) connectError(ctx context.Context, code abi.Code, subject, provider string, scopes, missing []string, what string) *abi.Error {
+	e := &abi.Error{Code: code, MissingScopes: missing}
+	if v.Linker == nil {
+		e.Message = what + "; this alterhost cannot connect accounts"
+		return e
+	}
+	u, err := v.Linker.ConnectURL(ctx, subject, provider, scopes)
+	if err != nil {
+		v.logger.Error("cannot mint a Connect URL", "provider", provider, "error", err)
+		e.Message = what + "; a Connect URL could not be made, try again"
+		return e
+	}
+	e.ConnectURL = u
+	if code == abi.CodeScopeReauthRequired {
+		e.Message = what + "; open the Connect URL to grant them, then try again"
+	} else {
+		e.Message = what + "; open the Connect URL to connect it, then try again"
+	}
+	return e
+}
+
+// Disconnect revokes subject's grant at provider upstream, where the
+// provider supports it, and deletes it.
+func (v *Vault) Disconnect(ctx context.Context, subject, provider string) error {
+	g, err := v.store.GetGrant(ctx, subject, provider)
+	if err != nil {
+		return err
+	}
+	if p, ok := v.providers.Provider(provider); ok {
+		if r, ok := p.(Revoker); ok {
+			if s, err := v.open(g); err == nil {
+				tok := s.RefreshToken
+				if tok == "" {
+					tok = s.AccessToken
+				}
+				if err := r.Revoke(ctx, tok); err != nil {
+					v.logger.Warn("upstream revocation failed; deleting the grant anyway", "provider", provider, "error", err)
+				}
+			}
+		}
+	}
+	if err := v.store.DeleteGrant(ctx, subject, provider); err != nil {
+		return err
+	}
+	v.logger.Info("grant deleted", "subject", subject, "provider", provider)
+	return nil
+}
+
+// Rekey seals every grant again with the current key and returns how many
+// changed. Run it after seal.Rotate.
+func (v *Vault) Rekey(ctx context.Context) (int, error) {
+	grants, err := v.store.ListGrants(ctx, "")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, g := range grants {
+		if g.KeyID == v.keys.Current() {
+			continue
+		}
+		_, err := v.store.UpdateGrant(ctx, g.Subject, g.Provider, func(g store.Grant) (store.Grant, bool, error) {
+			if g.KeyID == v.keys.Current() {
+				return g, false, nil
+			}
+			s, err := v.open(g)
+			if err != nil {
+				return g, false, err
+			}
+			err = v.seal(&g, s)
+			return g, err == nil, err
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Grants lists subject's grants ("" for everyone's), without secrets.
+func (v *Vault) Grants(ctx context.Context, subject string) ([]store.Grant, error) {
+	gs, err := v.store.ListGrants(ctx, subject)
+	for i := range gs {
+		gs[i].Secret = nil
+	}
+	return gs, err
+}
+
+func without(want, have []string) []string {
+	var missing []string
+	for _, s := range want {
+		if !slices.Contains(have, s) {
+			missing = append(missing, s)
+		}
+	}
+	return missing
+}
+
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
