@@ -64,7 +64,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if len(cat.Tools) == 0 {
 		logger.Warn("no tools to serve", "plugins", cfg.PluginsDir)
 	}
-	return &Server{Catalog: cat, MCP: mcpserver.New(cat, cfg.Version, logger), engine: eng, logger: logger}, nil
+	srv := &Server{Catalog: cat, engine: eng, logger: logger}
+	srv.MCP = mcpserver.New(cat, cfg.Version, logger, srv.toolSubject)
+	return srv, nil
 }
 
 // Close stops every plugin and the engine. Call it after in-flight calls

@@ -15,19 +15,44 @@ import (
 
 	"github.com/alterhost/alterhost/abi"
 	"github.com/alterhost/alterhost/host/plugin"
+	"github.com/alterhost/alterhost/vault"
 )
 
 // ErrorMetaKey is the _meta key of a failed result's machine-readable
 // fields: {"kind": ..., "code": ..., "connect_url": ..., "missing_scopes": [...]}.
 const ErrorMetaKey = "alterhost/error"
 
-// New returns an MCP server offering every tool of cat.
-func New(cat *plugin.Catalog, version string, logger *slog.Logger) *mcp.Server {
+// Identify names who a tool call acts for. It is the one place identity
+// enters a call; the vault reads it from the call's context.
+type Identify func(ctx context.Context, req *mcp.CallToolRequest) (subject string, err error)
+
+// New returns an MCP server offering every tool of cat, each call acting
+// for the person identify names.
+func New(cat *plugin.Catalog, version string, logger *slog.Logger, identify Identify) *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "alterhost", Version: version}, &mcp.ServerOptions{Logger: logger})
 	for _, b := range cat.Tools {
-		s.AddTool(toolOf(b.Tool), handler(b))
+		s.AddTool(toolOf(b.Tool), handler(b, identify))
 	}
 	return s
+}
+
+// identity builds the call's identity: the person, and as agents the
+// tool's manifest agent (if any) acting for the MCP client.
+func identity(ctx context.Context, req *mcp.CallToolRequest, t *abi.Tool, identify Identify) (vault.Identity, error) {
+	subject, err := identify(ctx, req)
+	if err != nil {
+		return vault.Identity{}, err
+	}
+	client := ""
+	if req.Session != nil {
+		if p := req.Session.InitializeParams(); p != nil && p.ClientInfo != nil {
+			client = p.ClientInfo.Name
+		}
+	}
+	if t.Agent != "" {
+		return vault.Identity{Subject: subject, Agent: t.Agent, ParentAgent: client}, nil
+	}
+	return vault.Identity{Subject: subject, Agent: client}, nil
 }
 
 func toolOf(t *abi.Tool) *mcp.Tool {
@@ -48,9 +73,13 @@ func toolOf(t *abi.Tool) *mcp.Tool {
 	return mt
 }
 
-func handler(b plugin.Binding) mcp.ToolHandler {
+func handler(b plugin.Binding, identify Identify) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		out, err := b.Plugin.Call(ctx, b.Tool, req.Params.Arguments)
+		id, err := identity(ctx, req, b.Tool, identify)
+		if err != nil {
+			return failed(b.Tool.Name, &plugin.Failure{Kind: "unauthenticated", Message: err.Error()}), nil
+		}
+		out, err := b.Plugin.Call(vault.WithIdentity(ctx, id), b.Tool, req.Params.Arguments)
 		if err != nil {
 			var f *plugin.Failure
 			if !errors.As(err, &f) {
