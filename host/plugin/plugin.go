@@ -64,6 +64,10 @@ func (h *Host) Load(ctx context.Context, spec *Spec) (*Plugin, error) {
 // warm pool serving healthy calls leaves it unchanged.
 func (p *Plugin) Instantiations() int64 { return p.pool.instantiations.Load() }
 
+// Memories returns copies of the memories of the plugin's idle instances,
+// so security tests can prove what never entered a guest.
+func (p *Plugin) Memories() ([]map[string][]byte, error) { return p.pool.inspect() }
+
 // Close closes the idle instances and the compiled module.
 func (p *Plugin) Close(ctx context.Context) error {
 	p.pool.close(ctx)

@@ -97,3 +97,32 @@ func (p *pool) close(ctx context.Context) {
 		}
 	}
 }
+
+// inspect reads the memories of the idle instances, holding each out of
+// the pool meanwhile.
+func (p *pool) inspect() ([]map[string][]byte, error) {
+	var taken []engine.Instance
+	defer func() {
+		for _, inst := range taken {
+			p.idle <- inst
+		}
+	}()
+	var out []map[string][]byte
+	for {
+		select {
+		case inst := <-p.idle:
+			taken = append(taken, inst)
+			in, ok := inst.(engine.Inspector)
+			if !ok {
+				return nil, fmt.Errorf("this engine cannot show instance memory")
+			}
+			m, err := in.Memories()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		default:
+			return out, nil
+		}
+	}
+}
