@@ -110,13 +110,13 @@ func (s *Store) UpdateGrant(ctx context.Context, subject, provider string,
 		if err != nil {
 			return err
 		}
+		out = g // unless written below
 		updated, write, err := fn(g)
 		if err != nil {
 			fnErr = err
 			return err
 		}
 		if !write {
-			out = g
 			return nil
 		}
 		if updated.Subject != subject || updated.Provider != provider {
@@ -129,7 +129,7 @@ func (s *Store) UpdateGrant(ctx context.Context, subject, provider string,
 		return err
 	})
 	if fnErr != nil {
-		return store.Grant{}, fnErr
+		return out, fnErr // nothing was written: out is the stored grant
 	}
 	if err != nil {
 		return store.Grant{}, fmt.Errorf("sqlite: update grant: %w", err)

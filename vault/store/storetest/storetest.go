@@ -12,8 +12,9 @@
 //   - audit records with equal times list in reverse order of appending;
 //     AuditFilter.Since is inclusive; Limit 0 means 100 and larger limits are
 //     honoured;
-//   - UpdateGrant refuses an fn that changes the grant's Subject or Provider,
-//     and survives an fn that panics.
+//   - UpdateGrant returns fn's error as is, with the stored grant; it refuses
+//     an fn that changes the grant's Subject or Provider, and survives an fn
+//     that panics.
 package storetest
 
 import (
@@ -85,6 +86,7 @@ var cases = []struct {
 	{"LinkExpiry", testLinkExpiry},
 	{"ConnectStateTake", testConnectStateTake},
 	{"ConnectStateExpiry", testConnectStateExpiry},
+	{"LinkStateSeparate", testSeparate},
 	{"DeleteExpired", testDeleteExpired},
 	{"AuditRoundTrip", testAuditRoundTrip},
 	{"AuditOrder", testAuditOrder},
@@ -115,7 +117,7 @@ func newGrant(subject, provider string) store.Grant {
 		Subject:     subject,
 		Provider:    provider,
 		AccountID:   "acct-" + subject,
-		Scopes:      []string{"repo", "read:user", "with space"},
+		Scopes:      []string{"repo", "read:user", "with space", `q"uote,{brace}\`},
 		KeyID:       "k1",
 		Secret:      []byte{0, 1, 2, 0xfe, 0xff, 0, 'x'},
 		ExpiresAt:   t0.Add(time.Hour).In(elsewhere),
@@ -339,13 +341,15 @@ func testUpdateGrantError(t *testing.T, s store.Store) {
 	orig := newGrant("alice", "github")
 	put(t, s, orig)
 	boom := errors.New("boom")
-	_, err := s.UpdateGrant(t.Context(), "alice", "github", func(g store.Grant) (store.Grant, bool, error) {
+	got, err := s.UpdateGrant(t.Context(), "alice", "github", func(g store.Grant) (store.Grant, bool, error) {
 		g.Secret = []byte("must not be written")
 		return g, true, boom
 	})
 	if !errors.Is(err, boom) {
 		t.Errorf("UpdateGrant returned %v, want fn's error", err)
 	}
+	// The grant as it is when the lock is released: the one fn was given.
+	same(t, "UpdateGrant's result", got, orig)
 	same(t, "stored grant", get(t, s, "alice", "github"), orig)
 	mustUpdate(t, s, "alice", "github") // the lock was released
 }
@@ -557,14 +561,18 @@ func testTake[T any](t *testing.T, s store.Store, k singleUse[T]) {
 		t.Fatalf("take of the other one: %v", err)
 	}
 	same(t, "taken", got, two)
+}
 
-	// Links and states are separate: neither can be taken as the other.
+// testSeparate shows links and states are apart: neither can be taken as
+// the other, even with the same hash.
+func testSeparate(t *testing.T, s store.Store) {
+	ctx := t.Context()
 	l, st := newLink("x"), newState("x")
 	st.StateHash = l.TokenHash
 	if err := s.PutLink(ctx, l); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.TakeConnectState(ctx, l.TokenHash, t0)
+	_, err := s.TakeConnectState(ctx, l.TokenHash, t0)
 	notFound(t, "TakeConnectState of a link's hash", err)
 	if err := s.PutConnectState(ctx, st); err != nil {
 		t.Fatalf("PutConnectState with a link's hash: %v", err)
