@@ -31,11 +31,7 @@ var _ store.Store = (*Store)(nil)
 // Open connects to the database at url (a pgx connection string, URL or
 // keyword/value) and migrates its schema to the latest version.
 func Open(ctx context.Context, url string) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: open: %w", err)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgxpool.New(ctx, url) // connects lazily; migrate is the first use
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
