@@ -129,11 +129,15 @@ type Problem struct {
 	Entry int
 	// Provider is the provider's name, if known.
 	Provider string
-	Field    string
-	What     string
-	Fix      string
+	// Field is the JSON field at fault, e.g. "api_hosts[1]"; empty for the
+	// entry as a whole.
+	Field string
+	// What is wrong, and Fix how to put it right.
+	What string
+	Fix  string
 }
 
+// String reads like: providers[2] ("acme") token_url: is missing; set it ...
 func (p Problem) String() string {
 	var b strings.Builder
 	switch {
@@ -167,6 +171,7 @@ type ConfigError struct {
 	Problems []Problem
 }
 
+// Error lists the file and every problem, joined with "; and ".
 func (e *ConfigError) Error() string {
 	var b strings.Builder
 	if e.File != "" {

@@ -198,7 +198,8 @@ func (p *Provider) ctx(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oauth2.HTTPClient, p.client)
 }
 
-// AuthCodeURL returns the URL to send the person's browser to. It asks for
+// AuthCodeURL returns the URL to send the person's browser to; the provider
+// should be Configured, or the URL carries no client id. It asks for
 // the provider's default scopes and then scopes (duplicates dropped),
 // joined with the provider's separator. codeChallenge is the S256 challenge
 // of the flow's verifier (oauth2.S256ChallengeFromVerifier); it is sent only
@@ -323,6 +324,7 @@ func lookupString(t *oauth2.Token, path string) string {
 
 // TokenError is an error answer from a provider's token endpoint.
 type TokenError struct {
+	// Provider is the provider's name.
 	Provider string
 	// Op is "exchange" or "refresh".
 	Op string
@@ -331,7 +333,8 @@ type TokenError struct {
 	Status int
 	// Code is the OAuth error code, e.g. "invalid_grant"; empty if the
 	// answer had none.
-	Code        string
+	Code string
+	// Description is the answer's error_description, if any.
 	Description string
 	// InvalidGrant says the refresh token or code is gone for good; on a
 	// refresh the error then wraps vault.ErrInvalidGrant.
@@ -339,6 +342,8 @@ type TokenError struct {
 	err          error
 }
 
+// Error says which provider and operation failed, and the OAuth error,
+// never the response body, which could hold anything.
 func (e *TokenError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "provider %q: %s: ", e.Provider, e.Op)

@@ -25,6 +25,7 @@ type userTokenTransport struct {
 	field    string
 }
 
+// RoundTrip sends req and rewrites the answer of the token endpoint only.
 func (t *userTokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	base := t.base
 	if base == nil {

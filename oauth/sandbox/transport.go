@@ -27,6 +27,8 @@ type transport struct {
 	fallback http.RoundTripper
 }
 
+// RoundTrip serves Host in-process and hands anything else to the
+// fallback.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !strings.EqualFold(req.URL.Hostname(), Host) {
 		if t.fallback == nil {
