@@ -1,13 +1,17 @@
 // Package host is the alterhost server: it loads a plugins folder into an
-// MCP server and serves it over streamable HTTP or stdio.
+// MCP server, opens the vault, and serves MCP over streamable HTTP or
+// stdio beside the Connect pages through which people connect accounts.
 package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"path/filepath"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -17,43 +21,115 @@ import (
 	"github.com/alterhost/alterhost/host/engine"
 	"github.com/alterhost/alterhost/host/mcpserver"
 	"github.com/alterhost/alterhost/host/plugin"
+	"github.com/alterhost/alterhost/oauth/connect"
+	"github.com/alterhost/alterhost/oauth/provider"
+	"github.com/alterhost/alterhost/oauth/sandbox"
+	"github.com/alterhost/alterhost/vault"
 	"github.com/alterhost/alterhost/vault/egress"
+	"github.com/alterhost/alterhost/vault/seal"
+	"github.com/alterhost/alterhost/vault/store"
 )
 
 // Config is what a Server needs to start.
 type Config struct {
 	// PluginsDir is the folder of *.wasm plugins.
 	PluginsDir string
-	// CacheDir holds compiled machine code across restarts; empty keeps
-	// it in memory.
-	CacheDir string
+	// DataDir holds the vault key, the embedded database and the
+	// compilation cache. Empty keeps the cache in memory; the vault then
+	// needs DatabaseURL and $ALTERHOST_VAULT_KEY.
+	DataDir string
+	// DatabaseURL selects PostgreSQL (postgres://...) instead of the
+	// embedded SQLite file in DataDir.
+	DatabaseURL string
+	// ProvidersFile configures upstream providers beyond the presets'
+	// defaults; empty for presets only.
+	ProvidersFile string
+	// BaseURL is alterhost's external URL, the root of Connect links.
+	BaseURL string
+	// Dev adds the sandbox provider: an OAuth server and API served by
+	// alterhost itself, for trying the whole flow offline.
+	Dev bool
+	// AllowPrivateEgress lets plugins reach loopback and private addresses.
+	AllowPrivateEgress bool
 	// Version is reported to MCP clients.
 	Version string
 	Logger  *slog.Logger
 }
 
-// Server is a loaded plugins folder, ready to serve MCP.
+// Server is a loaded plugins folder and an open vault, ready to serve.
 type Server struct {
 	Catalog *plugin.Catalog
 	MCP     *mcp.Server
+	Vault   *vault.Vault
+	// Sandbox is the dev provider, or nil without Config.Dev.
+	Sandbox *sandbox.Sandbox
+
 	engine  engine.Engine
+	store   store.Store
+	auditor *vault.Auditor
+	connect *connect.Service
 	logger  *slog.Logger
 }
 
-// New loads every plugin in cfg.PluginsDir. A plugin that fails to load is
-// logged with its reason and skipped; only a failure of the host itself is
-// returned.
-func New(ctx context.Context, cfg Config) (*Server, error) {
+// New opens the vault and loads every plugin in cfg.PluginsDir. A plugin
+// that fails to load is logged with its reason and skipped; only a failure
+// of the host itself is returned.
+func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	eng, err := engine.NewExtism(engine.ExtismOptions{CacheDir: cfg.CacheDir, Logger: logger})
+	base, err := url.Parse(cfg.BaseURL)
+	if err != nil || base.Scheme == "" || base.Host == "" {
+		return nil, fmt.Errorf("base URL %q: want an absolute URL such as http://127.0.0.1:8080", cfg.BaseURL)
+	}
+	s := &Server{logger: logger}
+	defer func() {
+		if err != nil {
+			s.Close(context.WithoutCancel(ctx))
+		}
+	}()
+
+	keys, err := seal.Load(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	h := &plugin.Host{Engine: eng, Outbound: egress.New(egress.Options{}), Logger: logger}
+	if s.store, err = vault.OpenStore(ctx, cfg.DatabaseURL, cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("vault database: %w", err)
+	}
+	providers, err := provider.Load(cfg.ProvidersFile)
+	if err != nil {
+		return nil, err
+	}
+	var wrap func(http.RoundTripper) http.RoundTripper
+	if cfg.Dev {
+		s.Sandbox = sandbox.New(sandbox.Options{BaseURL: base.String(),
+			RedirectURIs: []string{base.JoinPath("connect", sandbox.ProviderName, "callback").String()}})
+		p, err := s.Sandbox.Provider()
+		if err != nil {
+			return nil, err
+		}
+		providers.Add(p)
+		wrap = s.Sandbox.Wrap
+	}
+	s.Vault = vault.New(s.store, keys, providers, logger)
+	s.auditor = vault.NewAuditor(s.store, logger)
+	s.connect = &connect.Service{Store: s.store, Vault: s.Vault, Providers: providers, BaseURL: base,
+		Subject: s.httpSubject, Logger: logger}
+	s.Vault.Linker = s.connect
+
+	cacheDir := ""
+	if cfg.DataDir != "" {
+		cacheDir = filepath.Join(cfg.DataDir, "cache", "wazero")
+	}
+	if s.engine, err = engine.NewExtism(engine.ExtismOptions{CacheDir: cacheDir, Logger: logger}); err != nil {
+		return nil, err
+	}
+	out := egress.New(egress.Options{Providers: providers, Credentials: s.Vault, Audit: s.auditor,
+		AllowPrivate: cfg.AllowPrivateEgress, Transport: wrap})
+	h := &plugin.Host{Engine: s.engine, Outbound: out, Logger: logger}
 	cat, errs := h.LoadDir(ctx, cfg.PluginsDir)
+	s.Catalog = cat
 	for _, err := range errs {
 		logger.Error("plugin skipped", "error", err)
 	}
@@ -64,38 +140,63 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if len(cat.Tools) == 0 {
 		logger.Warn("no tools to serve", "plugins", cfg.PluginsDir)
 	}
-	srv := &Server{Catalog: cat, engine: eng, logger: logger}
-	srv.MCP = mcpserver.New(cat, cfg.Version, logger, srv.toolSubject)
-	return srv, nil
+	s.MCP = mcpserver.New(cat, cfg.Version, logger, s.toolSubject)
+	return s, nil
 }
 
-// Close stops every plugin and the engine. Call it after in-flight calls
-// have finished.
+// Close stops every plugin, flushes the audit trail and closes the vault.
+// Call it after in-flight calls have finished.
 func (s *Server) Close(ctx context.Context) error {
-	err := s.Catalog.Close(ctx)
-	if cerr := s.engine.Close(ctx); err == nil {
-		err = cerr
+	var errs []error
+	if s.Catalog != nil {
+		errs = append(errs, s.Catalog.Close(ctx))
 	}
-	return err
+	if s.engine != nil {
+		errs = append(errs, s.engine.Close(ctx))
+	}
+	if s.auditor != nil {
+		s.auditor.Close()
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // maxRequestBody bounds one MCP HTTP request.
 const maxRequestBody = 4 << 20
 
 // Handler returns the HTTP routes: /mcp (streamable HTTP, with the SDK's
-// DNS-rebinding protection and Go's cross-origin protection) and /healthz.
-// It performs no authentication: until the OAuth server exists, serve it
-// only on loopback (see [CheckLoopback]).
-func (s *Server) Handler() http.Handler {
+// DNS-rebinding protection and Go's cross-origin protection), the Connect
+// pages under /connect/, the sandbox's pages under /sandbox/ with Dev, and
+// /healthz. It performs no authentication: until the OAuth server exists,
+// serve it only on loopback (see [CheckLoopback]).
+func (s *Server) Handler() http.Handler { return s.routes(true) }
+
+// ConnectHandler is Handler without /mcp, for stdio mode, where MCP runs on
+// standard input and output but people still need the Connect pages.
+func (s *Server) ConnectHandler() http.Handler { return s.routes(false) }
+
+func (s *Server) routes(withMCP bool) http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
-	streamable := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.MCP },
-		&mcp.StreamableHTTPOptions{Logger: s.logger, MaxRequestBodyBytes: maxRequestBody})
-	r.Handle("/mcp", http.NewCrossOriginProtection().Handler(streamable))
+	if withMCP {
+		streamable := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.MCP },
+			&mcp.StreamableHTTPOptions{Logger: s.logger, MaxRequestBodyBytes: maxRequestBody})
+		r.Handle("/mcp", http.NewCrossOriginProtection().Handler(streamable))
+	}
+	r.Group(func(r chi.Router) {
+		// Disconnect is a POST from a page: refuse it from other origins.
+		r.Use(http.NewCrossOriginProtection().Handler)
+		s.connect.Routes(r)
+	})
+	if s.Sandbox != nil {
+		r.Handle("/sandbox/*", s.Sandbox.BrowserHandler())
+	}
 	return r
 }
 

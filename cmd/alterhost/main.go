@@ -32,17 +32,22 @@ Usage:
   alterhost --plugins DIR [--addr HOST:PORT] [--data-dir DIR] (--stdio | --no-auth)
   alterhost plugin inspect [--json] FILE.wasm
   alterhost plugin embed [-o OUT.wasm] FILE.wasm MANIFEST.json
+  alterhost audit [--subject S] [--plugin P] [--provider P] [--since 1h]
+  alterhost grants [--subject S]
+  alterhost vault rotate-key
 
 Serving:
   With --stdio, alterhost speaks MCP on standard input and output, as a
   client such as Claude Desktop starts it. Otherwise it serves streamable
   HTTP at http://ADDR/mcp. HTTP needs a sign-in, which alterhost does not
   have yet: until then --no-auth is required, and only a loopback address
-  is accepted.
+  is accepted. Either way, http://ADDR/connect/ serves the pages through
+  which people connect their accounts; tools act for the local owner.
 
 Examples:
   alterhost --plugins ./plugins --no-auth        # http://127.0.0.1:8080/mcp
   alterhost --plugins ./plugins --stdio          # for a desktop client
+  alterhost --plugins ./plugins --no-auth --dev  # try the Connect flow offline
   alterhost plugin inspect ./plugins/web.wasm    # what a plugin may do
 
 Options:
@@ -62,6 +67,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case len(args) >= 1 && args[0] == "plugin":
 		fmt.Fprintln(stderr, "usage: alterhost plugin inspect|embed ...")
 		return 2
+	case len(args) >= 1 && args[0] == "audit":
+		err = runAudit(args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "grants":
+		err = runGrants(args[1:], stdout, stderr)
+	case len(args) >= 2 && args[0] == "vault" && args[1] == "rotate-key":
+		err = runRotateKey(args[2:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "vault":
+		fmt.Fprintln(stderr, "usage: alterhost vault rotate-key [--data-dir DIR] [--database-url URL]")
+		return 2
 	default:
 		err = serve(args, stdout, stderr)
 	}
@@ -79,8 +93,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("alterhost", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	plugins := fs.String("plugins", "", "`DIR` of *.wasm plugins to serve (required)")
-	addr := fs.String("addr", "127.0.0.1:8080", "`HOST:PORT` to serve streamable HTTP on")
-	dataDir := fs.String("data-dir", defaultDataDir(), "`DIR` for alterhost's state, such as the compilation cache")
+	addr := fs.String("addr", "127.0.0.1:8080", "`HOST:PORT` to serve HTTP on: MCP, and the Connect pages (also with --stdio)")
+	sf := addStoreFlags(fs)
+	baseURL := fs.String("base-url", "", "external `URL` of this alterhost, the root of Connect links (default http://ADDR)")
+	providersFile := fs.String("providers", "", "JSON `FILE` configuring upstream OAuth providers")
+	dev := fs.Bool("dev", false, "add the sandbox provider: an OAuth server and API served by alterhost itself, for trying tools offline")
+	allowPrivate := fs.Bool("allow-private-egress", false, "let plugins reach loopback, private and link-local addresses (off: refused)")
 	stdio := fs.Bool("stdio", false, "serve MCP on standard input and output instead of HTTP")
 	noAuth := fs.Bool("no-auth", false, "serve HTTP without authentication (loopback addresses only)")
 	logLevel := fs.String("log-level", "info", "`LEVEL` of logs on standard error: debug, info, warn or error")
@@ -102,37 +120,66 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if *plugins == "" {
 		return errors.New("--plugins DIR is required (see --help)")
 	}
-	if !*stdio {
-		if !*noAuth {
-			return errors.New("HTTP needs authentication, which this alterhost does not have yet: use --stdio, or --no-auth on a loopback address")
-		}
-		if err := host.CheckLoopback(*addr); err != nil {
-			return err
-		}
+	if !*stdio && !*noAuth {
+		return errors.New("HTTP needs authentication, which this alterhost does not have yet: use --stdio, or --no-auth on a loopback address")
+	}
+	// Without sign-in, every HTTP page acts for the local owner: only the
+	// owner's own machine may reach them.
+	if err := host.CheckLoopback(*addr); err != nil {
+		return err
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *sf.dataDir == "" {
+		return errors.New("--data-dir is required: it holds the vault key and database")
+	}
+	if err := os.MkdirAll(*sf.dataDir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	cacheDir := ""
-	if *dataDir != "" {
-		cacheDir = filepath.Join(*dataDir, "cache", "wazero")
-		if err := os.MkdirAll(cacheDir, 0o700); err != nil {
-			return fmt.Errorf("--data-dir: %w", err)
-		}
+	// Listen first, so the Connect links name the port really bound.
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil && !*stdio {
+		return err
 	}
-	srv, err := host.New(ctx, host.Config{PluginsDir: *plugins, CacheDir: cacheDir, Version: version, Logger: logger})
 	if err != nil {
+		// Another alterhost (say, one per desktop client) may hold the port;
+		// Connect links then go to it, and with the same data directory the
+		// grants it stores are ours too.
+		logger.Warn("Connect pages not served: the address is taken", "addr", *addr, "error", err)
+	}
+	base := *baseURL
+	if base == "" {
+		bound := *addr
+		if ln != nil {
+			bound = ln.Addr().String()
+		}
+		base = "http://" + bound
+	}
+	srv, err := host.New(ctx, host.Config{PluginsDir: *plugins, DataDir: *sf.dataDir, DatabaseURL: *sf.databaseURL,
+		ProvidersFile: *providersFile, BaseURL: base, Dev: *dev, AllowPrivateEgress: *allowPrivate,
+		Version: version, Logger: logger})
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return err
 	}
 	defer srv.Close(context.Background())
 
 	if *stdio {
+		if ln != nil {
+			hs := newHTTPServer(srv.ConnectHandler(), logger)
+			go hs.Serve(ln)
+			defer hs.Close()
+			logger.Info("Connect pages", "url", base+"/connect/")
+		}
 		logger.Info("serving MCP on stdio", "tools", len(srv.Catalog.Tools))
 		err := srv.ServeStdio(ctx)
 		if ctx.Err() != nil {
@@ -140,22 +187,22 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	return serveHTTP(ctx, srv, *addr, logger)
+	return serveHTTP(ctx, srv, ln, base, logger)
+}
+
+func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 }
 
 // shutdownGrace is how long in-flight requests may run after a signal.
 const shutdownGrace = 30 * time.Second
 
-func serveHTTP(ctx context.Context, srv *host.Server, addr string, logger *slog.Logger) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+func serveHTTP(ctx context.Context, srv *host.Server, ln net.Listener, base string, logger *slog.Logger) error {
+	hs := newHTTPServer(srv.Handler(), logger)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	logger.Warn("serving MCP over HTTP WITHOUT authentication (--no-auth)", "url", "http://"+ln.Addr().String()+"/mcp",
+	logger.Warn("serving MCP over HTTP WITHOUT authentication (--no-auth)", "url", base+"/mcp",
 		"tools", len(srv.Catalog.Tools))
 	select {
 	case err := <-errc:

@@ -175,7 +175,8 @@ func TestStdio(t *testing.T) {
 	bin, _ := build(t)
 	up := upstream(t)
 	dir := pluginsWithUpstream(t, strings.TrimPrefix(up.URL, "http://"))
-	cmd := exec.Command(bin, "--stdio", "--plugins", dir, "--data-dir", t.TempDir())
+	cmd := exec.Command(bin, "--stdio", "--addr", "127.0.0.1:0", "--allow-private-egress",
+		"--plugins", dir, "--data-dir", t.TempDir())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
@@ -194,10 +195,11 @@ func TestStdio(t *testing.T) {
 
 // start runs alterhost serving HTTP on a free loopback port and returns its
 // MCP URL and the process.
-func start(t *testing.T, dir string) (string, *exec.Cmd, *syncBuffer) {
+func start(t *testing.T, dir string, extra ...string) (string, *exec.Cmd, *syncBuffer) {
 	t.Helper()
 	bin, _ := build(t)
-	cmd := exec.Command(bin, "--no-auth", "--addr", "127.0.0.1:0", "--plugins", dir, "--data-dir", t.TempDir())
+	cmd := exec.Command(bin, append([]string{"--no-auth", "--addr", "127.0.0.1:0", "--allow-private-egress",
+		"--plugins", dir, "--data-dir", t.TempDir()}, extra...)...)
 	logs := &syncBuffer{}
 	pr, pw := io.Pipe()
 	cmd.Stderr = io.MultiWriter(logs, pw)
