@@ -173,7 +173,9 @@ func New(opts Options) *Sandbox {
 
 // Config returns the sandbox's provider configuration: consent at
 // BaseURL/sandbox/authorize, token and revocation on the virtual host,
-// PKCE, default scopes read and write, tokens sent only to Host.
+// PKCE, tokens sent only to Host. Consent asks for "read" by default; a
+// tool that needs "write" gets it through re-consent, which shows the
+// scope_reauth_required path working.
 func (s *Sandbox) Config() provider.Config {
 	return provider.Config{
 		Name:           ProviderName,
@@ -183,7 +185,7 @@ func (s *Sandbox) Config() provider.Config {
 		RevokeURL:      "https://" + Host + "/oauth/revoke",
 		RevokeStyle:    provider.RevokeRFC7009,
 		ClientID:       s.opts.ClientID,
-		Scopes:         []string{ScopeRead, ScopeWrite},
+		Scopes:         []string{ScopeRead},
 		ScopeSeparator: " ",
 		PKCE:           true,
 		TokenAuth:      provider.TokenAuthHeader,

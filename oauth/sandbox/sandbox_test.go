@@ -143,8 +143,11 @@ func TestFullFlow(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 
-	// Default scopes (read, write) are asked for even with none given.
-	tok := f.connect()
+	// The default scope (read) is asked for even with none given.
+	if tok := f.connect(); !slices.Equal(tok.Scopes, []string{"read"}) {
+		t.Fatalf("default consent granted %v; want read", tok.Scopes)
+	}
+	tok := f.connect(ScopeWrite)
 	if !slices.Equal(tok.Scopes, []string{"read", "write"}) || tok.RefreshToken == "" ||
 		time.Until(tok.Expiry) > 31*time.Second {
 		t.Fatalf("token = %+v", tok)
@@ -178,7 +181,7 @@ func TestFullFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	if tok2.RefreshToken == "" || tok2.RefreshToken == tok.RefreshToken || tok2.AccessToken == tok.AccessToken ||
-		f.sb.RefreshCount() != 1 || f.sb.IssuedTokens() != 2 {
+		f.sb.RefreshCount() != 1 || f.sb.IssuedTokens() != 3 {
 		t.Errorf("refreshed = %+v, count %d", tok2, f.sb.RefreshCount())
 	}
 
@@ -485,7 +488,7 @@ func TestProviderConfig(t *testing.T) {
 
 func TestConcurrentUse(t *testing.T) {
 	f := newFixture(t)
-	tok := f.connect()
+	tok := f.connect(ScopeWrite)
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Add(1)
