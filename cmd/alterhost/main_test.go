@@ -378,7 +378,7 @@ func TestInspect(t *testing.T) {
 // the test to one compiler version.)
 func TestBundledPlugins(t *testing.T) {
 	_, fresh := build(t)
-	for example, file := range map[string]string{"go/web": "web.wasm", "c/text": "text.wasm"} {
+	for example, file := range map[string]string{"go/web": "web.wasm", "c/text": "text.wasm", "go/sandbox": "sandbox.wasm"} {
 		want, err := os.ReadFile(filepath.Join("../../examples", example, "alter.json"))
 		if err != nil {
 			t.Fatal(err)
