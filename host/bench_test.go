@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,7 +178,6 @@ var (
 	fixOnce  sync.Once
 	fix      *fixture
 	fixErr   error
-	fixSkip  string
 	cleanups []func()
 	cleanMu  sync.Mutex
 )
@@ -200,28 +200,53 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// getFixture builds the example plugins with scripts/build-plugins.sh and
-// loads them, once; it skips the benchmark if clang or wasm-ld is missing.
-func getFixture(b *testing.B) *fixture {
-	b.Helper()
-	fixOnce.Do(func() {
+var (
+	buildOnce sync.Once
+	builtDir  string
+	buildSkip string
+	buildErr  error
+)
+
+// buildPlugins builds the example plugins with scripts/build-plugins.sh,
+// once per process, and returns their folder. It skips when clang or
+// wasm-ld is missing.
+func buildPlugins(tb testing.TB) string {
+	tb.Helper()
+	buildOnce.Do(func() {
 		for _, tool := range []string{"clang", "wasm-ld"} {
 			if _, err := exec.LookPath(tool); err != nil {
-				fixSkip = tool + " not found: the C example plugin cannot be built; run scripts/setup.sh to install clang and lld"
+				buildSkip = tool + " not found: the C example plugin cannot be built; run scripts/setup.sh to install clang and lld"
 				return
 			}
 		}
-		dir, err := os.MkdirTemp("", "alterhost-bench-")
+		dir, err := os.MkdirTemp("", "alterhost-plugins-")
 		if err != nil {
-			fixErr = err
+			buildErr = err
 			return
 		}
 		atExit(func() { os.RemoveAll(dir) })
 		cmd := exec.Command("bash", filepath.Join("..", "scripts", "build-plugins.sh"), dir)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			fixErr = fmt.Errorf("scripts/build-plugins.sh: %v\n%s", err, out)
+			buildErr = fmt.Errorf("scripts/build-plugins.sh: %v\n%s", err, out)
 			return
 		}
+		builtDir = dir
+	})
+	if buildSkip != "" {
+		tb.Skip(buildSkip)
+	}
+	if buildErr != nil {
+		tb.Fatal(buildErr)
+	}
+	return builtDir
+}
+
+// getFixture loads the built example plugins once.
+func getFixture(b *testing.B) *fixture {
+	b.Helper()
+	dir := buildPlugins(b)
+	fixOnce.Do(func() {
+		var err error
 		f := &fixture{dir: dir, specs: map[string]*plugin.Spec{}, plugins: map[string]*plugin.Plugin{}}
 		for _, name := range []string{"text", "web"} {
 			if f.specs[name], err = plugin.Read(filepath.Join(dir, name+".wasm")); err != nil {
@@ -247,9 +272,6 @@ func getFixture(b *testing.B) *fixture {
 		}
 		fix = f
 	})
-	if fixSkip != "" {
-		b.Skip(fixSkip)
-	}
 	if fixErr != nil {
 		b.Fatal(fixErr)
 	}
@@ -260,7 +282,14 @@ func getFixture(b *testing.B) *fixture {
 func (f *fixture) server(b *testing.B) *host.Server {
 	b.Helper()
 	f.srvOnce.Do(func() {
-		f.srv, f.srvErr = host.New(context.Background(), host.Config{PluginsDir: f.dir, Version: "bench"})
+		data, err := os.MkdirTemp("", "alterhost-bench-data-")
+		if err != nil {
+			f.srvErr = err
+			return
+		}
+		atExit(func() { os.RemoveAll(data) })
+		f.srv, f.srvErr = host.New(context.Background(), host.Config{PluginsDir: f.dir, DataDir: data,
+			BaseURL: "http://127.0.0.1:1", Version: "bench"})
 		if f.srvErr == nil {
 			srv := f.srv
 			atExit(func() { srv.Close(context.Background()) })
@@ -269,8 +298,8 @@ func (f *fixture) server(b *testing.B) *host.Server {
 	if f.srvErr != nil {
 		b.Fatal(f.srvErr)
 	}
-	if len(f.srv.Catalog.Plugins) != 2 {
-		b.Fatalf("host.New loaded %d plugins from %s, want 2", len(f.srv.Catalog.Plugins), f.dir)
+	if len(f.srv.Catalog.Plugins) != 3 {
+		b.Fatalf("host.New loaded %d plugins from %s, want 3", len(f.srv.Catalog.Plugins), f.dir)
 	}
 	return f.srv
 }
@@ -484,7 +513,8 @@ func benchMCP(b *testing.B, f *fixture, native, wasm *mcp.ClientSession) {
 		}{{"native", native}, {"wasm", wasm}} {
 			b.Run(s.name+"/"+side.name, func(b *testing.B) {
 				b.ReportAllocs()
-				p := f.srv.Catalog.Plugins[0]
+				p := f.srv.Catalog.Tools[slices.IndexFunc(f.srv.Catalog.Tools,
+					func(t plugin.Binding) bool { return t.Tool.Name == "word_count" })].Plugin
 				before := p.Instantiations()
 				for b.Loop() {
 					if _, err := callText(side.cs, s.text); err != nil {
@@ -502,8 +532,8 @@ func benchMCP(b *testing.B, f *fixture, native, wasm *mcp.ClientSession) {
 func BenchmarkMCP(b *testing.B) {
 	f := getFixture(b)
 	srv := f.server(b)
-	if srv.Catalog.Plugins[0].Manifest.Name != "text" {
-		b.Fatalf("first plugin is %s, want text", srv.Catalog.Plugins[0].Manifest.Name)
+	if !slices.ContainsFunc(srv.Catalog.Tools, func(t plugin.Binding) bool { return t.Tool.Name == "word_count" }) {
+		b.Fatal("the host serves no word_count tool")
 	}
 	native := nativeMCPServer(b, f)
 

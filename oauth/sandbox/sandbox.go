@@ -238,6 +238,22 @@ func (s *Sandbox) TokenSeen(token string) bool {
 	return s.seenSet[token]
 }
 
+// IssuedSecrets returns every access and refresh token the sandbox has
+// issued and still knows, valid or not, so security tests can look for
+// them where they must never be (plugin memory, logs, tool output).
+func (s *Sandbox) IssuedSecrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.access)+len(s.refresh))
+	for t := range s.access {
+		out = append(out, t)
+	}
+	for t := range s.refresh {
+		out = append(out, t)
+	}
+	return out
+}
+
 // Notes returns the notes, oldest first.
 func (s *Sandbox) Notes() []Note {
 	s.mu.Lock()
