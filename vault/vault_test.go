@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/alterhost/alterhost/abi"
+	"github.com/alterhost/alterhost/internal/pgtest"
 	"github.com/alterhost/alterhost/vault"
 	"github.com/alterhost/alterhost/vault/seal"
 	"github.com/alterhost/alterhost/vault/store"
+	"github.com/alterhost/alterhost/vault/store/postgres"
 	"github.com/alterhost/alterhost/vault/store/sqlite"
 )
 
@@ -46,14 +48,30 @@ func (l *linker) ConnectURL(_ context.Context, subject, provider string, scopes 
 	return fmt.Sprintf("http://alterhost.test/connect/%s?link=%d&for=%s&scopes=%s", provider, l.n.Add(1), subject, strings.Join(scopes, "+")), nil
 }
 
-func openStore(t *testing.T) store.Store {
-	t.Helper()
-	st, err := sqlite.Open(context.Background(), t.TempDir()+"/v.db")
-	if err != nil {
-		t.Fatal(err)
+// eachStore runs test against every backend: SQLite always, PostgreSQL
+// when $ALTERHOST_TEST_POSTGRES_URL names a server.
+func eachStore(t *testing.T, test func(t *testing.T, openStore func(*testing.T) store.Store)) {
+	open := func(t *testing.T, st store.Store, err error) store.Store {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
 	}
-	t.Cleanup(func() { st.Close() })
-	return st
+	t.Run("sqlite", func(t *testing.T) {
+		test(t, func(t *testing.T) store.Store {
+			st, err := sqlite.Open(context.Background(), t.TempDir()+"/v.db")
+			return open(t, st, err)
+		})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := pgtest.URL(t)
+		test(t, func(t *testing.T) store.Store {
+			st, err := postgres.Open(context.Background(), url)
+			return open(t, st, err)
+		})
+	})
 }
 
 // testKeys is one keyring for the whole test binary, so vaults made in one
@@ -74,173 +92,185 @@ func newVault(t *testing.T, st store.Store, p *fakeProvider) *vault.Vault {
 }
 
 func TestCredential(t *testing.T) {
-	ctx := context.Background()
-	st := openStore(t)
-	p := &fakeProvider{}
-	v := newVault(t, st, p)
+	eachStore(t, func(t *testing.T, openStore func(*testing.T) store.Store) {
+		ctx := context.Background()
+		st := openStore(t)
+		p := &fakeProvider{}
+		v := newVault(t, st, p)
 
-	_, aerr := v.Credential(ctx, "alice", "acme", []string{"read"})
-	if aerr == nil || aerr.Code != abi.CodeGrantNotFound || !strings.Contains(aerr.ConnectURL, "for=alice") {
-		t.Fatalf("no grant: %+v; want grant_not_found with a Connect URL for alice", aerr)
-	}
-	_, again := v.Credential(ctx, "alice", "acme", []string{"read"})
-	if again.ConnectURL == aerr.ConnectURL {
-		t.Error("two refusals carried the same Connect URL; each must be fresh")
-	}
+		_, aerr := v.Credential(ctx, "alice", "acme", []string{"read"})
+		if aerr == nil || aerr.Code != abi.CodeGrantNotFound || !strings.Contains(aerr.ConnectURL, "for=alice") {
+			t.Fatalf("no grant: %+v; want grant_not_found with a Connect URL for alice", aerr)
+		}
+		_, again := v.Credential(ctx, "alice", "acme", []string{"read"})
+		if again.ConnectURL == aerr.ConnectURL {
+			t.Error("two refusals carried the same Connect URL; each must be fresh")
+		}
 
-	if _, err := v.Save(ctx, "alice", "acme", vault.Token{AccessToken: "at-1", RefreshToken: "rt-1",
-		Scopes: []string{"read"}, Expiry: time.Now().Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	if tok, aerr := v.Credential(ctx, "alice", "acme", []string{"read"}); aerr != nil || tok != "at-1" {
-		t.Fatalf("credential = %q, %v", tok, aerr)
-	}
-	if _, aerr := v.Credential(ctx, "bob", "acme", nil); aerr == nil || aerr.Code != abi.CodeGrantNotFound {
-		t.Errorf("bob used alice's grant: %v", aerr)
-	}
-	_, aerr = v.Credential(ctx, "alice", "acme", []string{"read", "write"})
-	if aerr == nil || aerr.Code != abi.CodeScopeReauthRequired || strings.Join(aerr.MissingScopes, ",") != "write" ||
-		!strings.Contains(aerr.ConnectURL, "scopes=read+write") {
-		t.Errorf("missing scope: %+v; want scope_reauth_required for write, consenting to read+write", aerr)
-	}
+		if _, err := v.Save(ctx, "alice", "acme", vault.Token{AccessToken: "at-1", RefreshToken: "rt-1",
+			Scopes: []string{"read"}, Expiry: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if tok, aerr := v.Credential(ctx, "alice", "acme", []string{"read"}); aerr != nil || tok != "at-1" {
+			t.Fatalf("credential = %q, %v", tok, aerr)
+		}
+		if _, aerr := v.Credential(ctx, "bob", "acme", nil); aerr == nil || aerr.Code != abi.CodeGrantNotFound {
+			t.Errorf("bob used alice's grant: %v", aerr)
+		}
+		_, aerr = v.Credential(ctx, "alice", "acme", []string{"read", "write"})
+		if aerr == nil || aerr.Code != abi.CodeScopeReauthRequired || strings.Join(aerr.MissingScopes, ",") != "write" ||
+			!strings.Contains(aerr.ConnectURL, "scopes=read+write") {
+			t.Errorf("missing scope: %+v; want scope_reauth_required for write, consenting to read+write", aerr)
+		}
 
-	// The token is stored sealed.
-	g, _ := st.GetGrant(ctx, "alice", "acme")
-	if bytes.Contains(g.Secret, []byte("at-1")) || bytes.Contains(g.Secret, []byte("rt-1")) {
-		t.Error("a token is stored in the clear")
-	}
-	// A ciphertext moved to another person's row does not open.
-	if _, err := v.Save(ctx, "mallory", "acme", vault.Token{AccessToken: "m", Scopes: []string{"read"}}); err != nil {
-		t.Fatal(err)
-	}
-	st.UpdateGrant(ctx, "mallory", "acme", func(m store.Grant) (store.Grant, bool, error) {
-		m.Secret, m.KeyID = g.Secret, g.KeyID
-		return m, true, nil
+		// The token is stored sealed.
+		g, _ := st.GetGrant(ctx, "alice", "acme")
+		if bytes.Contains(g.Secret, []byte("at-1")) || bytes.Contains(g.Secret, []byte("rt-1")) {
+			t.Error("a token is stored in the clear")
+		}
+		// A ciphertext moved to another person's row does not open.
+		if _, err := v.Save(ctx, "mallory", "acme", vault.Token{AccessToken: "m", Scopes: []string{"read"}}); err != nil {
+			t.Fatal(err)
+		}
+		st.UpdateGrant(ctx, "mallory", "acme", func(m store.Grant) (store.Grant, bool, error) {
+			m.Secret, m.KeyID = g.Secret, g.KeyID
+			return m, true, nil
+		})
+		if tok, aerr := v.Credential(ctx, "mallory", "acme", []string{"read"}); aerr == nil || tok != "" {
+			t.Errorf("a sealed token moved to mallory's row opened: %q", tok)
+		} else if strings.Contains(aerr.Message, "at-1") {
+			t.Errorf("the error shows the secret: %v", aerr)
+		}
 	})
-	if tok, aerr := v.Credential(ctx, "mallory", "acme", []string{"read"}); aerr == nil || tok != "" {
-		t.Errorf("a sealed token moved to mallory's row opened: %q", tok)
-	} else if strings.Contains(aerr.Message, "at-1") {
-		t.Errorf("the error shows the secret: %v", aerr)
-	}
 }
 
 func TestRefreshOnceUnderConcurrency(t *testing.T) {
-	ctx := context.Background()
-	st := openStore(t)
-	p := &fakeProvider{delay: 20 * time.Millisecond}
-	v := newVault(t, st, p)
-	v.Save(ctx, "alice", "acme", vault.Token{AccessToken: "old", RefreshToken: "rt", Scopes: []string{"read"},
-		Expiry: time.Now().Add(10 * time.Second)}) // inside the refresh window
+	eachStore(t, func(t *testing.T, openStore func(*testing.T) store.Store) {
+		ctx := context.Background()
+		st := openStore(t)
+		p := &fakeProvider{delay: 20 * time.Millisecond}
+		v := newVault(t, st, p)
+		v.Save(ctx, "alice", "acme", vault.Token{AccessToken: "old", RefreshToken: "rt", Scopes: []string{"read"},
+			Expiry: time.Now().Add(10 * time.Second)}) // inside the refresh window
 
-	var wg sync.WaitGroup
-	tokens := make([]string, 50)
-	for i := range tokens {
-		wg.Go(func() {
-			tok, aerr := v.Credential(ctx, "alice", "acme", []string{"read"})
-			if aerr != nil {
-				t.Error(aerr)
-			}
-			tokens[i] = tok
-		})
-	}
-	wg.Wait()
-	if n := p.refreshes.Load(); n != 1 {
-		t.Errorf("%d upstream refreshes for 50 concurrent calls; want 1", n)
-	}
-	for _, tok := range tokens {
-		if tok != "access-1" {
-			t.Fatalf("a caller got %q; want the refreshed token", tok)
+		var wg sync.WaitGroup
+		tokens := make([]string, 50)
+		for i := range tokens {
+			wg.Go(func() {
+				tok, aerr := v.Credential(ctx, "alice", "acme", []string{"read"})
+				if aerr != nil {
+					t.Error(aerr)
+				}
+				tokens[i] = tok
+			})
 		}
-	}
+		wg.Wait()
+		if n := p.refreshes.Load(); n != 1 {
+			t.Errorf("%d upstream refreshes for 50 concurrent calls; want 1", n)
+		}
+		for _, tok := range tokens {
+			if tok != "access-1" {
+				t.Fatalf("a caller got %q; want the refreshed token", tok)
+			}
+		}
 
-	// A second vault on the same store (as another process would be) sees
-	// the fresh grant and does not refresh again.
-	other := newVault(t, st, p)
-	if _, aerr := other.Credential(ctx, "alice", "acme", []string{"read"}); aerr != nil || p.refreshes.Load() != 1 {
-		t.Errorf("second vault: %v, refreshes %d", aerr, p.refreshes.Load())
-	}
+		// A second vault on the same store (as another process would be) sees
+		// the fresh grant and does not refresh again.
+		other := newVault(t, st, p)
+		if _, aerr := other.Credential(ctx, "alice", "acme", []string{"read"}); aerr != nil || p.refreshes.Load() != 1 {
+			t.Errorf("second vault: %v, refreshes %d", aerr, p.refreshes.Load())
+		}
+	})
 }
 
 func TestInvalidGrant(t *testing.T) {
-	ctx := context.Background()
-	st := openStore(t)
-	p := &fakeProvider{}
-	p.invalid.Store(true)
-	v := newVault(t, st, p)
-	v.Save(ctx, "alice", "acme", vault.Token{AccessToken: "old", RefreshToken: "rt", Scopes: []string{"read"},
-		Expiry: time.Now().Add(-time.Minute)})
-	_, aerr := v.Credential(ctx, "alice", "acme", []string{"read"})
-	if aerr == nil || aerr.Code != abi.CodeGrantNotFound || aerr.ConnectURL == "" {
-		t.Fatalf("refused refresh: %+v; want grant_not_found with a Connect URL", aerr)
-	}
-	g, _ := st.GetGrant(ctx, "alice", "acme")
-	if g.Status != store.GrantBroken {
-		t.Errorf("status = %s; want broken", g.Status)
-	}
-	// Broken stays broken without asking the provider again.
-	before := p.refreshes.Load()
-	if _, aerr := v.Credential(ctx, "alice", "acme", []string{"read"}); aerr == nil || aerr.Code != abi.CodeGrantNotFound || p.refreshes.Load() != before {
-		t.Errorf("broken grant: %v, refreshes %d → %d", aerr, before, p.refreshes.Load())
-	}
+	eachStore(t, func(t *testing.T, openStore func(*testing.T) store.Store) {
+		ctx := context.Background()
+		st := openStore(t)
+		p := &fakeProvider{}
+		p.invalid.Store(true)
+		v := newVault(t, st, p)
+		v.Save(ctx, "alice", "acme", vault.Token{AccessToken: "old", RefreshToken: "rt", Scopes: []string{"read"},
+			Expiry: time.Now().Add(-time.Minute)})
+		_, aerr := v.Credential(ctx, "alice", "acme", []string{"read"})
+		if aerr == nil || aerr.Code != abi.CodeGrantNotFound || aerr.ConnectURL == "" {
+			t.Fatalf("refused refresh: %+v; want grant_not_found with a Connect URL", aerr)
+		}
+		g, _ := st.GetGrant(ctx, "alice", "acme")
+		if g.Status != store.GrantBroken {
+			t.Errorf("status = %s; want broken", g.Status)
+		}
+		// Broken stays broken without asking the provider again.
+		before := p.refreshes.Load()
+		if _, aerr := v.Credential(ctx, "alice", "acme", []string{"read"}); aerr == nil || aerr.Code != abi.CodeGrantNotFound || p.refreshes.Load() != before {
+			t.Errorf("broken grant: %v, refreshes %d → %d", aerr, before, p.refreshes.Load())
+		}
+	})
 }
 
 func TestRekey(t *testing.T) {
-	ctx := context.Background()
-	st := openStore(t)
-	t.Setenv(seal.KeyEnv, "")
-	dir := t.TempDir()
-	keys, _ := seal.Load(dir)
-	v := vault.New(st, keys, providers{}, nil)
-	for _, s := range []string{"a", "b", "c"} {
-		v.Save(ctx, s, "acme", vault.Token{AccessToken: "tok-" + s})
-	}
-	rotated, err := seal.Rotate(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v2 := vault.New(st, rotated, providers{}, nil)
-	if n, err := v2.Rekey(ctx); err != nil || n != 3 {
-		t.Fatalf("rekey = %d, %v; want 3", n, err)
-	}
-	gs, _ := st.ListGrants(ctx, "")
-	for _, g := range gs {
-		if g.KeyID != rotated.Current() {
-			t.Errorf("grant of %s still sealed with %s", g.Subject, g.KeyID)
+	eachStore(t, func(t *testing.T, openStore func(*testing.T) store.Store) {
+		ctx := context.Background()
+		st := openStore(t)
+		t.Setenv(seal.KeyEnv, "")
+		dir := t.TempDir()
+		keys, _ := seal.Load(dir)
+		v := vault.New(st, keys, providers{}, nil)
+		for _, s := range []string{"a", "b", "c"} {
+			v.Save(ctx, s, "acme", vault.Token{AccessToken: "tok-" + s})
 		}
-	}
-	if tok, aerr := v2.Credential(ctx, "b", "acme", nil); aerr != nil || tok != "tok-b" {
-		t.Errorf("after rekey: %q, %v", tok, aerr)
-	}
-	if n, _ := v2.Rekey(ctx); n != 0 {
-		t.Errorf("a second rekey changed %d grants; want 0", n)
-	}
+		rotated, err := seal.Rotate(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v2 := vault.New(st, rotated, providers{}, nil)
+		if n, err := v2.Rekey(ctx); err != nil || n != 3 {
+			t.Fatalf("rekey = %d, %v; want 3", n, err)
+		}
+		gs, _ := st.ListGrants(ctx, "")
+		for _, g := range gs {
+			if g.KeyID != rotated.Current() {
+				t.Errorf("grant of %s still sealed with %s", g.Subject, g.KeyID)
+			}
+		}
+		if tok, aerr := v2.Credential(ctx, "b", "acme", nil); aerr != nil || tok != "tok-b" {
+			t.Errorf("after rekey: %q, %v", tok, aerr)
+		}
+		if n, _ := v2.Rekey(ctx); n != 0 {
+			t.Errorf("a second rekey changed %d grants; want 0", n)
+		}
+	})
 }
 
 func TestDisconnect(t *testing.T) {
-	ctx := context.Background()
-	v := newVault(t, openStore(t), &fakeProvider{})
-	if err := v.Disconnect(ctx, "alice", "acme"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("disconnect without a grant: %v", err)
-	}
-	v.Save(ctx, "alice", "acme", vault.Token{AccessToken: "x"})
-	if err := v.Disconnect(ctx, "alice", "acme"); err != nil {
-		t.Fatal(err)
-	}
-	if _, aerr := v.Credential(ctx, "alice", "acme", nil); aerr == nil || aerr.Code != abi.CodeGrantNotFound {
-		t.Errorf("after disconnect: %v", aerr)
-	}
+	eachStore(t, func(t *testing.T, openStore func(*testing.T) store.Store) {
+		ctx := context.Background()
+		v := newVault(t, openStore(t), &fakeProvider{})
+		if err := v.Disconnect(ctx, "alice", "acme"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("disconnect without a grant: %v", err)
+		}
+		v.Save(ctx, "alice", "acme", vault.Token{AccessToken: "x"})
+		if err := v.Disconnect(ctx, "alice", "acme"); err != nil {
+			t.Fatal(err)
+		}
+		if _, aerr := v.Credential(ctx, "alice", "acme", nil); aerr == nil || aerr.Code != abi.CodeGrantNotFound {
+			t.Errorf("after disconnect: %v", aerr)
+		}
+	})
 }
 
 func TestAuditor(t *testing.T) {
-	st := openStore(t)
-	a := vault.NewAuditor(st, nil)
-	for i := range 1000 {
-		a.Record(store.AuditRecord{Time: time.Now(), Subject: "alice", Plugin: "p", Tool: "t", Method: "GET",
-			Host: "h", Path: fmt.Sprintf("/%d", i), Status: 200})
-	}
-	a.Close()
-	recs, err := st.ListAudit(context.Background(), store.AuditFilter{Limit: 2000})
-	if err != nil || len(recs) != 1000 {
-		t.Fatalf("%d records, %v; want all 1000 after Close", len(recs), err)
-	}
+	eachStore(t, func(t *testing.T, openStore func(*testing.T) store.Store) {
+		st := openStore(t)
+		a := vault.NewAuditor(st, nil)
+		for i := range 1000 {
+			a.Record(store.AuditRecord{Time: time.Now(), Subject: "alice", Plugin: "p", Tool: "t", Method: "GET",
+				Host: "h", Path: fmt.Sprintf("/%d", i), Status: 200})
+		}
+		a.Close()
+		recs, err := st.ListAudit(context.Background(), store.AuditFilter{Limit: 2000})
+		if err != nil || len(recs) != 1000 {
+			t.Fatalf("%d records, %v; want all 1000 after Close", len(recs), err)
+		}
+	})
 }

@@ -1,79 +1,23 @@
 package postgres
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/alterhost/alterhost/internal/pgtest"
 	"github.com/alterhost/alterhost/vault/store"
 	"github.com/alterhost/alterhost/vault/store/storetest"
 )
 
-// serverURL returns the test server's URL, skipping the test when none is
-// configured and failing it when the server does not answer: a CI run that
-// set the variable must not pass by skipping.
-func serverURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("ALTERHOST_TEST_POSTGRES_URL")
-	if u == "" {
-		t.Skip("ALTERHOST_TEST_POSTGRES_URL is not set; skipping the PostgreSQL backend")
-	}
-	conn, err := pgx.Connect(t.Context(), u)
-	if err != nil {
-		t.Fatalf("ALTERHOST_TEST_POSTGRES_URL is set but the server cannot be reached: %v", err)
-	}
-	conn.Close(t.Context())
-	return u
-}
-
-// freshSchema creates a schema for t alone, dropped when t ends, and
-// returns base with its search_path set to it: parallel tests and reruns
-// never see each other's tables.
-func freshSchema(t *testing.T, base string) string {
-	t.Helper()
-	var b [8]byte
-	rand.Read(b[:])
-	name := "alterhost_test_" + hex.EncodeToString(b[:])
-	exec := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec(t.Context(), "CREATE SCHEMA "+name); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		// t.Context is already done here.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := exec(ctx, "DROP SCHEMA "+name+" CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := u.Query()
-		q.Set("search_path", name)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return base + " search_path=" + name // keyword/value form
-}
+// serverURL and freshSchema give each test its own schema on the test
+// server; see internal/pgtest.
+var (
+	serverURL   = pgtest.ServerURL
+	freshSchema = pgtest.Schema
+)
 
 // open opens a store on url, closed when t ends.
 func open(t *testing.T, url string) *Store {
