@@ -30,9 +30,10 @@ type Linker interface {
 	ConnectURL(ctx context.Context, subject, provider string, scopes []string) (string, error)
 }
 
-// Revoker is implemented by providers that can revoke a token upstream.
+// Revoker is implemented by providers that can revoke a grant upstream;
+// the provider picks which of the tokens to send.
 type Revoker interface {
-	Revoke(ctx context.Context, token string) error
+	RevokeGrant(ctx context.Context, t Token) error
 }
 
 // Vault is the grant keeper. It is safe for concurrent use.
@@ -258,13 +259,11 @@ func (v *Vault) Disconnect(ctx context.Context, subject, provider string) error 
 		return err
 	}
 	if p, ok := v.providers.Provider(provider); ok {
-		if r, ok := p.(Revoker); ok {
+		if c, ok := p.(interface{ CanRevoke() bool }); ok && !c.CanRevoke() {
+			// the provider has no revocation endpoint; deleting is all we can do
+		} else if r, ok := p.(Revoker); ok {
 			if s, err := v.open(g); err == nil {
-				tok := s.RefreshToken
-				if tok == "" {
-					tok = s.AccessToken
-				}
-				if err := r.Revoke(ctx, tok); err != nil {
+				if err := r.RevokeGrant(ctx, Token{AccessToken: s.AccessToken, RefreshToken: s.RefreshToken}); err != nil {
 					v.logger.Warn("upstream revocation failed; deleting the grant anyway", "provider", provider, "error", err)
 				}
 			}
