@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/alterhost/alterhost/oauth/provider"
 	"github.com/alterhost/alterhost/vault"
 	"github.com/alterhost/alterhost/vault/seal"
 	"github.com/alterhost/alterhost/vault/store"
@@ -162,4 +164,39 @@ func runRotateKey(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "new vault key %s; re-sealed %d grants\n", keys.Current(), n)
 	return nil
+}
+
+// runProviders lists the upstream providers and whether each is usable,
+// never showing a client secret.
+func runProviders(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("alterhost providers", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("providers", "", "JSON `FILE` configuring upstream OAuth providers")
+	asJSON := fs.Bool("json", false, "print each provider's configuration as JSON (secrets redacted)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	reg, err := provider.Load(*file)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(reg.All())
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROVIDER\tREADY\tPKCE\tAPI HOSTS\tCONFIGURE WITH")
+	for _, p := range reg.All() {
+		ready, how := "yes", "-"
+		if !p.Configured() {
+			ready, how = "no", provider.EnvPrefix(p.Name())+"CLIENT_ID and _CLIENT_SECRET, or --providers FILE"
+		}
+		hosts := make([]string, 0, len(p.APIHosts()))
+		for _, h := range p.APIHosts() {
+			hosts = append(hosts, string(h))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", p.Name(), ready, p.PKCE(), strings.Join(hosts, " "), how)
+	}
+	return tw.Flush()
 }

@@ -175,3 +175,17 @@ func TestConnectJourney(t *testing.T) {
 		t.Error("a token reached the logs")
 	}
 }
+
+// TestProvidersHideSecrets lists providers in both formats with a client
+// secret configured: it must show the provider ready and never the secret.
+func TestProvidersHideSecrets(t *testing.T) {
+	bin, _ := build(t)
+	for _, args := range [][]string{{"providers"}, {"providers", "--json"}} {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "ALTERHOST_GITHUB_CLIENT_ID=client-123", "ALTERHOST_GITHUB_CLIENT_SECRET=hunter2-secret")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "github") || strings.Contains(string(out), "hunter2-secret") {
+			t.Errorf("alterhost %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}

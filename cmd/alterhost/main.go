@@ -34,6 +34,7 @@ Usage:
   alterhost plugin embed [-o OUT.wasm] FILE.wasm MANIFEST.json
   alterhost audit [--subject S] [--plugin P] [--provider P] [--since 1h]
   alterhost grants [--subject S]
+  alterhost providers [--providers FILE] [--json]
   alterhost vault rotate-key
 
 Serving:
@@ -69,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	case len(args) >= 1 && args[0] == "audit":
 		err = runAudit(args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "providers":
+		err = runProviders(args[1:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "grants":
 		err = runGrants(args[1:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "vault" && args[1] == "rotate-key":
