@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# bench.sh runs the host benchmarks (host/bench_test.go) and prints the
-# median of each benchmark over the runs, and the wasm/native ratio of
-# each pair (benchmarks whose names end in /native and /wasm).
+# bench.sh runs the host benchmarks (host/bench_test.go) and the vault
+# egress benchmarks (vault/egress/bench_test.go) and prints the median of
+# each benchmark over the runs, the wasm/native ratio of each pair
+# (benchmarks whose names end in /native and /wasm), and the added cost
+# over native of every other sibling of a /native benchmark (e.g.
+# AlterRequest/vault - AlterRequest/native).
 #
-#   usage: scripts/bench.sh [-count N] [-bench REGEXP] [-o RAWFILE]
+#   usage: scripts/bench.sh [-count N] [-bench REGEXP] [-pkg "PKG..."] [-o RAWFILE]
 #          scripts/bench.sh -summarize RAWFILE   (tables of an earlier run)
 #
-# Defaults: -count 5, -bench ., raw output to a new file under $TMPDIR.
-# The example plugins are built by the benchmarks themselves, which needs
-# clang and wasm-ld (scripts/setup.sh). Medians are computed by a small Go
-# program; benchstat is not needed.
+# Defaults: -count 5, -bench ., -pkg "./host/ ./vault/egress/", raw output
+# to a new file under $TMPDIR. The example plugins are built by the host
+# benchmarks themselves, which needs clang and wasm-ld (scripts/setup.sh).
+# Set ALTERHOST_TEST_POSTGRES_URL to also run the vault over PostgreSQL.
+# Medians are computed by a small Go program; benchstat is not needed.
 set -euo pipefail
 
 die() { echo "bench: $*" >&2; exit 2; }
@@ -17,15 +21,17 @@ die() { echo "bench: $*" >&2; exit 2; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 count=5
 bench=.
+pkgs="./host/ ./vault/egress/"
 raw=""
 summarize=""
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	-count) count="${2:?-count needs a number}"; shift 2 ;;
 	-bench) bench="${2:?-bench needs a regexp}"; shift 2 ;;
+	-pkg) pkgs="${2:?-pkg needs packages}"; shift 2 ;;
 	-o) raw="${2:?-o needs a file}"; shift 2 ;;
 	-summarize) summarize="${2:?-summarize needs a file}"; shift 2 ;;
-	-h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,16p' "$0"; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac
 done
@@ -41,7 +47,9 @@ else
 	if [[ -z "$raw" ]]; then
 		raw="${TMPDIR:-/tmp}/alterhost-bench-$(date -u +%Y%m%dT%H%M%SZ).txt"
 	fi
-	cmd=(go test -run '^$' -bench "$bench" -benchmem -count "$count" ./host/)
+	read -r -a pkglist <<<"$pkgs"
+	[[ ${#pkglist[@]} -gt 0 ]] || die "-pkg names no package"
+	cmd=(go test -run '^$' -bench "$bench" -benchmem -count "$count" "${pkglist[@]}")
 	{
 		echo "# ${cmd[*]}"
 		echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(go version)"
@@ -54,7 +62,8 @@ fi
 
 cat >"$tmp/median.go" <<'EOF'
 // median reads `go test -bench` output and prints, as Markdown tables, the
-// median of each metric per benchmark and the wasm/native ratio per pair.
+// median of each metric per benchmark, the wasm/native ratio per pair, and
+// the added cost over native of the other siblings of a /native benchmark.
 package main
 
 import (
@@ -164,9 +173,13 @@ func main() {
 			pairs = append(pairs, base)
 		}
 	}
-	if len(pairs) == 0 {
-		return
+	if len(pairs) > 0 {
+		printPairs(pairs, med, cell)
 	}
+	printAdded(order, med, cell)
+}
+
+func printPairs(pairs []string, med func(string, string) (float64, bool), cell func(string, string, func(float64) string) string) {
 	fmt.Println()
 	fmt.Println("Native vs wasm (medians; ratio = wasm / native):")
 	fmt.Println()
@@ -184,6 +197,57 @@ func main() {
 			cell(n, "ns/op", dur), cell(w, "ns/op", dur), ratio,
 			cell(n, "B/op", num), cell(w, "B/op", num),
 			cell(n, "allocs/op", num), cell(w, "allocs/op", num))
+	}
+}
+
+// printAdded prints, for every benchmark base/X that has a base/native
+// sibling (X neither native nor wasm), X's median minus native's: the cost
+// X adds to the same work done natively.
+func printAdded(order []string, med func(string, string) (float64, bool), cell func(string, string, func(float64) string) string) {
+	type row struct{ base, x string }
+	var rows []row
+	for _, n := range order {
+		i := strings.LastIndex(n, "/")
+		if i < 0 {
+			continue
+		}
+		base, x := n[:i], n[i+1:]
+		if x == "native" || x == "wasm" || !slices.Contains(order, base+"/native") {
+			continue
+		}
+		rows = append(rows, row{base, x})
+	}
+	if len(rows) == 0 {
+		return
+	}
+	diff := func(a, b string, unit string, format func(float64) string) string {
+		x, ok1 := med(a, unit)
+		y, ok2 := med(b, unit)
+		if !ok1 || !ok2 {
+			return "–"
+		}
+		d := x - y
+		if d < 0 {
+			return "−" + format(-d)
+		}
+		return "+" + format(d)
+	}
+	fmt.Println()
+	fmt.Println("Added cost over native (medians; added = X − native, ratio = X / native):")
+	fmt.Println()
+	fmt.Println("| benchmark | native time/op | X time/op | added time/op | ratio | added B/op | added allocs/op |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|--:|")
+	for _, r := range rows {
+		n, x := r.base+"/native", r.base+"/"+r.x
+		ratio := "–"
+		if a, ok := med(n, "ns/op"); ok && a > 0 {
+			if b, ok := med(x, "ns/op"); ok {
+				ratio = fmt.Sprintf("%.2f×", b/a)
+			}
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s |\n", x,
+			cell(n, "ns/op", dur), cell(x, "ns/op", dur), diff(x, n, "ns/op", dur), ratio,
+			diff(x, n, "B/op", num), diff(x, n, "allocs/op", num))
 	}
 }
 EOF
