@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -49,6 +50,19 @@ type Vault struct {
 	// refreshEarly is how long before expiry a token is refreshed.
 	refreshEarly time.Duration
 	flight       singleflight.Group
+
+	// cache keeps recently read grants, still sealed, so a call does not
+	// read the database each time. An entry lives at most cacheFor, and
+	// never into its grant's refresh window; changes made here drop it
+	// at once, changes by other instances show within cacheFor.
+	cacheFor time.Duration
+	cacheMu  sync.Mutex
+	cache    map[string]cachedGrant
+}
+
+type cachedGrant struct {
+	g     store.Grant
+	until time.Time
 }
 
 // New returns a Vault over st, sealing with keys.
@@ -57,7 +71,7 @@ func New(st store.Store, keys *seal.Keyring, providers Providers, logger *slog.L
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Vault{store: st, keys: keys, providers: providers, logger: logger,
-		now: time.Now, refreshEarly: time.Minute}
+		now: time.Now, refreshEarly: time.Minute, cacheFor: 30 * time.Second, cache: map[string]cachedGrant{}}
 }
 
 // secrets is the sealed part of a grant.
@@ -90,6 +104,43 @@ func (v *Vault) open(g store.Grant) (secrets, error) {
 	return s, json.Unmarshal(plain, &s)
 }
 
+func cacheKey(subject, provider string) string { return subject + "\x00" + provider }
+
+// grant returns subject's grant at provider, from the cache when it can.
+// Only active grants are cached.
+func (v *Vault) grant(ctx context.Context, subject, provider string) (store.Grant, error) {
+	key := cacheKey(subject, provider)
+	now := v.now()
+	v.cacheMu.Lock()
+	c, ok := v.cache[key]
+	v.cacheMu.Unlock()
+	if ok && now.Before(c.until) {
+		return c.g, nil
+	}
+	g, err := v.store.GetGrant(ctx, subject, provider)
+	if err != nil || g.Status != store.GrantActive {
+		v.forget(subject, provider)
+		return g, err
+	}
+	until := now.Add(v.cacheFor)
+	if !g.ExpiresAt.IsZero() && g.ExpiresAt.Add(-v.refreshEarly).Before(until) {
+		until = g.ExpiresAt.Add(-v.refreshEarly)
+	}
+	if until.After(now) {
+		v.cacheMu.Lock()
+		v.cache[key] = cachedGrant{g: g, until: until}
+		v.cacheMu.Unlock()
+	}
+	return g, nil
+}
+
+// forget drops a grant from the cache after it changed.
+func (v *Vault) forget(subject, provider string) {
+	v.cacheMu.Lock()
+	delete(v.cache, cacheKey(subject, provider))
+	v.cacheMu.Unlock()
+}
+
 func newID() string {
 	b := make([]byte, 16)
 	rand.Read(b)
@@ -111,6 +162,7 @@ func (v *Vault) Save(ctx context.Context, subject, provider string, tok Token) (
 	if err := v.store.PutGrant(ctx, g); err != nil {
 		return g, err
 	}
+	v.forget(subject, provider)
 	v.logger.Info("grant saved", "subject", subject, "provider", provider, "scopes", g.Scopes)
 	return g, nil
 }
@@ -120,7 +172,7 @@ func (v *Vault) Save(ctx context.Context, subject, provider string, tok Token) (
 // too-narrow grant yields grant_not_found or scope_reauth_required with a
 // fresh Connect URL. Errors never contain a secret.
 func (v *Vault) Credential(ctx context.Context, subject, provider string, scopes []string) (string, *abi.Error) {
-	g, err := v.store.GetGrant(ctx, subject, provider)
+	g, err := v.grant(ctx, subject, provider)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return "", v.connectError(ctx, abi.CodeGrantNotFound, subject, provider, scopes, nil,
@@ -163,8 +215,9 @@ func (v *Vault) refresh(ctx context.Context, subject, provider string, scopes []
 		g    store.Grant
 		aerr *abi.Error
 	}
-	r, _, _ := v.flight.Do(subject+"\x00"+provider, func() (any, error) {
+	r, _, _ := v.flight.Do(cacheKey(subject, provider), func() (any, error) {
 		g, aerr := v.refreshLocked(context.WithoutCancel(ctx), subject, provider, scopes)
+		v.forget(subject, provider)
 		return result{g, aerr}, nil
 	})
 	res := r.(result)
@@ -269,7 +322,9 @@ func (v *Vault) Disconnect(ctx context.Context, subject, provider string) error 
 			}
 		}
 	}
-	if err := v.store.DeleteGrant(ctx, subject, provider); err != nil {
+	err = v.store.DeleteGrant(ctx, subject, provider)
+	v.forget(subject, provider)
+	if err != nil {
 		return err
 	}
 	v.logger.Info("grant deleted", "subject", subject, "provider", provider)
@@ -299,6 +354,7 @@ func (v *Vault) Rekey(ctx context.Context) (int, error) {
 			err = v.seal(&g, s)
 			return g, err == nil, err
 		})
+		v.forget(g.Subject, g.Provider)
 		if errors.Is(err, store.ErrNotFound) {
 			continue // deleted meanwhile
 		}

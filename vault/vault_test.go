@@ -274,3 +274,43 @@ func TestAuditor(t *testing.T) {
 		}
 	})
 }
+
+// TestGrantCache checks that a cached grant serves calls without a read,
+// that changes made through the same vault show at once, and that changes
+// made by another instance show within the cache's lifetime.
+func TestGrantCache(t *testing.T) {
+	eachStore(t, func(t *testing.T, openStore func(*testing.T) store.Store) {
+		ctx := context.Background()
+		st := openStore(t)
+		clock := time.Now()
+		here, there := newVault(t, st, &fakeProvider{}), newVault(t, st, &fakeProvider{})
+		here.SetClock(func() time.Time { return clock })
+		here.Save(ctx, "alice", "acme", vault.Token{AccessToken: "one", Scopes: []string{"read"}})
+		if tok, _ := here.Credential(ctx, "alice", "acme", nil); tok != "one" {
+			t.Fatalf("credential = %q", tok)
+		}
+		// Through the same vault: seen at once.
+		here.Save(ctx, "alice", "acme", vault.Token{AccessToken: "two", Scopes: []string{"read"}})
+		if tok, _ := here.Credential(ctx, "alice", "acme", nil); tok != "two" {
+			t.Errorf("after Save, credential = %q; want two", tok)
+		}
+		// By another instance: seen once the entry ages out.
+		if err := there.Disconnect(ctx, "alice", "acme"); err != nil {
+			t.Fatal(err)
+		}
+		clock = clock.Add(31 * time.Second)
+		if _, aerr := here.Credential(ctx, "alice", "acme", nil); aerr == nil || aerr.Code != abi.CodeGrantNotFound {
+			t.Errorf("31s after another instance disconnected: %v; want grant_not_found", aerr)
+		}
+		// An entry never outlives its grant's refresh window.
+		p := &fakeProvider{}
+		v := newVault(t, st, p)
+		v.SetClock(func() time.Time { return clock })
+		v.Save(ctx, "bob", "acme", vault.Token{AccessToken: "b", RefreshToken: "r", Expiry: clock.Add(70 * time.Second)})
+		v.Credential(ctx, "bob", "acme", nil)
+		clock = clock.Add(15 * time.Second) // inside the refresh window, before the 30s cache lifetime
+		if tok, _ := v.Credential(ctx, "bob", "acme", nil); tok != "access-1" || p.refreshes.Load() != 1 {
+			t.Errorf("in the refresh window: %q, %d refreshes; want a refreshed token", tok, p.refreshes.Load())
+		}
+	})
+}
