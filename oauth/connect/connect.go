@@ -39,8 +39,9 @@ type Provider interface {
 }
 
 // defaultScoper is implemented by providers with scopes asked for at every
-// consent.
-type defaultScoper interface{ DefaultScopes() []string }
+// consent (oauth/provider's Provider is one): they belong in the state, so
+// the grant records them when the token response does not list scopes.
+type defaultScoper interface{ Scopes() []string }
 
 // Service serves the Connect routes and mints Connect URLs (it is the
 // vault's Linker).
@@ -158,7 +159,7 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	}
 	scopes := slices.Clone(link.Scopes)
 	if d, ok := p.(defaultScoper); ok {
-		for _, sc := range d.DefaultScopes() {
+		for _, sc := range d.Scopes() {
 			if !slices.Contains(scopes, sc) {
 				scopes = append(scopes, sc)
 			}

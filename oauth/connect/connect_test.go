@@ -988,3 +988,7 @@ func TestProcessKilledDuringCallback(t *testing.T) {
 		}
 	})
 }
+
+// The flow reads a provider's default scopes through Scopes(); this fails
+// to compile if the provider package renames it.
+var _ interface{ Scopes() []string } = (*provider.Provider)(nil)
