@@ -138,7 +138,7 @@ func TestTokensNeverEnterPluginMemory(t *testing.T) {
 	consent(t, browser, res.Meta["alterhost/error"].(map[string]any)["connect_url"].(string))
 
 	var outputs strings.Builder
-	for i := range 60 {
+	for i := range 20 {
 		for _, c := range []struct {
 			name string
 			args any
