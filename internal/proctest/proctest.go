@@ -15,9 +15,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/url"
@@ -29,7 +27,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/alterhost/alterhost/internal/pgtest"
 
 	_ "modernc.org/sqlite" // the "sqlite" driver, for IntegrityCheck
 )
@@ -255,51 +253,10 @@ func ForEachDB(t *testing.T, f func(t *testing.T, db DB)) {
 }
 
 // Postgres returns the URL of a new, empty schema on the server named by
-// PostgresEnv, with search_path set to it, and drops the schema when t
-// ends. It skips t when PostgresEnv is unset, and fails it when the server
-// does not answer: a run that set the variable must not pass by skipping.
+// $ALTERHOST_TEST_POSTGRES_URL, dropped when t ends; see pgtest.URL.
 func Postgres(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv(PostgresEnv)
-	if base == "" {
-		t.Skip(PostgresEnv + " is not set; skipping the PostgreSQL case " +
-			"(e.g. " + PostgresEnv + "=postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
-	}
-	if !strings.HasPrefix(base, "postgres://") && !strings.HasPrefix(base, "postgresql://") {
-		t.Fatalf("%s must be a postgres:// URL", PostgresEnv)
-	}
-	var b [8]byte
-	rand.Read(b[:])
-	name := "alterhost_test_" + hex.EncodeToString(b[:])
-	exec := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
-	defer cancel()
-	if err := exec(ctx, "CREATE SCHEMA "+name); err != nil {
-		t.Fatalf("%s is set but the schema cannot be created: %v", PostgresEnv, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
-		defer cancel()
-		if err := exec(ctx, "DROP SCHEMA "+name+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", name)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return pgtest.URL(t)
 }
 
 // IntegrityCheck runs PRAGMA integrity_check on the SQLite file at path

@@ -14,23 +14,19 @@ package egress_test
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/alterhost/alterhost/abi"
+	"github.com/alterhost/alterhost/internal/pgtest"
 	"github.com/alterhost/alterhost/vault"
 	"github.com/alterhost/alterhost/vault/egress"
 	"github.com/alterhost/alterhost/vault/seal"
@@ -135,43 +131,7 @@ func openSQLite(b *testing.B) store.Store {
 // variable is not set.
 func openPostgres(b *testing.B) store.Store {
 	b.Helper()
-	base := os.Getenv("ALTERHOST_TEST_POSTGRES_URL")
-	if base == "" {
-		b.Skip("ALTERHOST_TEST_POSTGRES_URL is not set")
-	}
-	var r [8]byte
-	rand.Read(r[:])
-	schema := "alterhost_bench_" + hex.EncodeToString(r[:])
-	exec := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec(b.Context(), "CREATE SCHEMA "+schema); err != nil {
-		b.Fatalf("create schema: %v", err)
-	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			b.Errorf("drop schema: %v", err)
-		}
-	})
-	u := base + " search_path=" + schema // keyword/value form
-	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
-		pu, err := url.Parse(base)
-		if err != nil {
-			b.Fatal(err)
-		}
-		q := pu.Query()
-		q.Set("search_path", schema)
-		pu.RawQuery = q.Encode()
-		u = pu.String()
-	}
+	u := pgtest.URL(b)
 	st, err := postgres.Open(b.Context(), u)
 	if err != nil {
 		b.Fatal(err)
