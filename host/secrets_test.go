@@ -4,15 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"html"
-	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +18,7 @@ import (
 	"github.com/alterhost/alterhost/host"
 	"github.com/alterhost/alterhost/host/engine"
 	"github.com/alterhost/alterhost/host/plugin"
+	"github.com/alterhost/alterhost/internal/sandboxtest"
 	"github.com/alterhost/alterhost/oauth/provider"
 	"github.com/alterhost/alterhost/vault"
 	"github.com/alterhost/alterhost/vault/egress"
@@ -52,40 +48,6 @@ func devServer(t *testing.T) (*host.Server, string) {
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close(); srv.Close(context.Background()) })
 	return srv, base
-}
-
-var (
-	formAction = regexp.MustCompile(`<form method="post" action="([^"]*)"`)
-	hiddenRE   = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)">`)
-)
-
-// consent follows a Connect URL and approves the sandbox's consent page.
-func consent(t *testing.T, browser *http.Client, connectURL string) {
-	t.Helper()
-	resp, err := browser.Get(connectURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := formAction.FindSubmatch(page)
-	if m == nil {
-		t.Fatalf("no consent form:\n%s", page)
-	}
-	action, _ := resp.Request.URL.Parse(html.UnescapeString(string(m[1])))
-	form := url.Values{"decision": {"approve"}}
-	for _, h := range hiddenRE.FindAllSubmatch(page, -1) {
-		form.Set(html.UnescapeString(string(h[1])), html.UnescapeString(string(h[2])))
-	}
-	resp, err = browser.PostForm(action.String(), form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(done), "Connected") {
-		t.Fatalf("after consent: %s", done)
-	}
 }
 
 // secretsIn counts how many of secrets occur in the memories of p's idle
@@ -132,10 +94,11 @@ func TestTokensNeverEnterPluginMemory(t *testing.T) {
 		}
 		return res
 	}
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar}
 	res := call("add_note", map[string]any{"text": "hello"})
-	consent(t, browser, res.Meta["alterhost/error"].(map[string]any)["connect_url"].(string))
+	page := sandboxtest.Approve(t, sandboxtest.Browser(), res.Meta["alterhost/error"].(map[string]any)["connect_url"].(string))
+	if !strings.Contains(page, "Connected") {
+		t.Fatalf("after consent: %s", page)
+	}
 
 	var outputs strings.Builder
 	for i := range 20 {

@@ -3,20 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"html"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/alterhost/alterhost/internal/sandboxtest"
 )
 
 // errorMeta returns the machine-readable fields of a failed tool result.
@@ -24,47 +21,6 @@ func errorMeta(t *testing.T, res *mcp.CallToolResult) map[string]any {
 	t.Helper()
 	m, _ := res.Meta["alterhost/error"].(map[string]any)
 	return m
-}
-
-var (
-	formAction = regexp.MustCompile(`<form method="post" action="([^"]*)"`)
-	hiddenRE   = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)">`)
-)
-
-// approve follows a Connect URL in a browser-like client, approves the
-// sandbox's consent page, and returns the final page.
-func approve(t *testing.T, browser *http.Client, connectURL string) string {
-	t.Helper()
-	resp, err := browser.Get(connectURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := formAction.FindSubmatch(page)
-	if resp.StatusCode != 200 || m == nil {
-		t.Fatalf("consent page: %d\n%s", resp.StatusCode, page)
-	}
-	action, _ := resp.Request.URL.Parse(html.UnescapeString(string(m[1])))
-	form := url.Values{"decision": {"approve"}}
-	for _, h := range hiddenRE.FindAllSubmatch(page, -1) {
-		form.Set(html.UnescapeString(string(h[1])), html.UnescapeString(string(h[2])))
-	}
-	resp, err = browser.PostForm(action.String(), form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	done, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("after approving: %d\n%s", resp.StatusCode, done)
-	}
-	return string(done)
-}
-
-func newBrowser() *http.Client {
-	jar, _ := cookiejar.New(nil)
-	return &http.Client{Jar: jar}
 }
 
 // TestConnectJourney walks the whole journey with the sandbox provider: a
@@ -108,8 +64,8 @@ func TestConnectJourney(t *testing.T) {
 	}
 
 	// 2. Approve: the grant is stored.
-	browser := newBrowser()
-	if page := approve(t, browser, connectURL); !strings.Contains(page, "Connected Sandbox") {
+	browser := sandboxtest.Browser()
+	if page := sandboxtest.Approve(t, browser, connectURL); !strings.Contains(page, "Connected Sandbox") {
 		t.Fatalf("connect page: %s", page)
 	}
 	// The link was single-use.
@@ -135,7 +91,7 @@ func TestConnectJourney(t *testing.T) {
 	if !res.IsError || meta["code"] != "scope_reauth_required" || !strings.Contains(text(t, res), "write") {
 		t.Fatalf("add_note with only read: %s meta=%v", text(t, res), meta)
 	}
-	approve(t, browser, meta["connect_url"].(string))
+	sandboxtest.Approve(t, browser, meta["connect_url"].(string))
 	if res := call("add_note", map[string]any{"text": "from the journey"}); res.IsError {
 		t.Fatalf("add_note after re-consent: %s", text(t, res))
 	}
