@@ -9,6 +9,7 @@ import (
 
 	"github.com/alterhost/alterhost/internal/pgtest"
 	"github.com/alterhost/alterhost/vault/store"
+	"github.com/alterhost/alterhost/vault/store/internal/migrate"
 	"github.com/alterhost/alterhost/vault/store/storetest"
 )
 
@@ -47,7 +48,7 @@ func TestConformanceShared(t *testing.T) {
 
 func TestMigrations(t *testing.T) {
 	u := freshSchema(t, serverURL(t))
-	ms, err := migrations()
+	ms, err := migrate.Load(migrationFiles)
 	if err != nil {
 		t.Fatal(err)
 	}

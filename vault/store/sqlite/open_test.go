@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/alterhost/alterhost/vault/store"
+	"github.com/alterhost/alterhost/vault/store/internal/migrate"
 )
 
 func openT(t *testing.T, path string) *Store {
@@ -99,7 +100,7 @@ func versions(t *testing.T, s *Store) []int {
 }
 
 func TestMigrations(t *testing.T) {
-	ms, err := migrations()
+	ms, err := migrate.Load(migrationFiles)
 	if err != nil {
 		t.Fatal(err)
 	}

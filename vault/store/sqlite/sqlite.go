@@ -20,10 +20,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/alterhost/alterhost/vault/store"
+	"github.com/alterhost/alterhost/vault/store/internal/migrate"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -174,41 +174,11 @@ func notFound(err error) error {
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migration is one file of migrations/, named NNNN_description.sql.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations returns the embedded migrations in order, checking that their
-// versions run 1, 2, 3... without gaps.
-func migrations() ([]migration, error) {
-	entries, err := migrationFiles.ReadDir("migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for i, e := range entries { // sorted by name
-		prefix, _, _ := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(prefix)
-		if err != nil || v != i+1 {
-			return nil, fmt.Errorf("migration %s: want version %d", e.Name(), i+1)
-		}
-		b, err := migrationFiles.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{v, e.Name(), string(b)})
-	}
-	return ms, nil
-}
-
 // migrate applies the migrations the database lacks, all in one write
 // transaction: a second process starting at the same time waits for the
 // lock, then finds them applied; a failed migration leaves no trace.
 func (s *Store) migrate(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := migrate.Load(migrationFiles)
 	if err != nil {
 		return err
 	}
@@ -228,12 +198,12 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("migrate: the database is at schema version %d, newer than this alterhost knows (%d)", current, len(ms))
 		}
 		for _, m := range ms[current:] {
-			if _, err := c.ExecContext(ctx, m.sql); err != nil {
-				return fmt.Errorf("migrate: %s: %w", m.name, err)
+			if _, err := c.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migrate: %s: %w", m.Name, err)
 			}
 			if _, err := c.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-				m.version, m.name, time.Now().UnixMicro()); err != nil {
-				return fmt.Errorf("migrate: %s: %w", m.name, err)
+				m.Version, m.Name, time.Now().UnixMicro()); err != nil {
+				return fmt.Errorf("migrate: %s: %w", m.Name, err)
 			}
 		}
 		return nil
