@@ -85,6 +85,13 @@ func TestConnectJourney(t *testing.T) {
 		t.Fatalf("whoami with a grant: %s", text(t, res))
 	}
 
+	// Rotating the vault key while alterhost runs re-seals the grant; the
+	// running process picks the new key up from the key file.
+	if out, err := exec.Command(bin, "vault", "rotate-key", "--data-dir", data).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "re-sealed 1 grants") {
+		t.Fatalf("rotate-key: %v\n%s", err, out)
+	}
+
 	// 4. A tool needing an extra scope: scope_reauth_required, then consent.
 	res = call("add_note", map[string]any{"text": "from the journey"})
 	meta = errorMeta(t, res)

@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 )
 
 // KeyEnv is the environment variable that, when set, holds the keys and
@@ -32,9 +34,14 @@ var ErrOpen = errors.New("seal: cannot open sealed value")
 
 // Keyring holds the vault's keys. It is safe for concurrent use.
 type Keyring struct {
+	mu      sync.RWMutex
 	current string
 	aeads   map[string]cipher.AEAD
-	order   []string
+	// file is the key file the ring came from, if any: when a value names
+	// a key the ring lacks (another process rotated), the ring reads the
+	// file again, at most once a second.
+	file     string
+	reloaded time.Time
 }
 
 // New builds a keyring from id → 32-byte key; current names the sealing key.
@@ -54,7 +61,6 @@ func New(keys map[string][]byte, current string) (*Keyring, error) {
 		if k.aeads[id], err = cipher.NewGCM(block); err != nil {
 			return nil, err
 		}
-		k.order = append(k.order, id)
 	}
 	if _, ok := k.aeads[current]; !ok {
 		return nil, fmt.Errorf("seal: the current key %q is not in the keyring", current)
@@ -75,22 +81,50 @@ func validID(id string) bool {
 }
 
 // Current returns the id of the key new values are sealed with.
-func (k *Keyring) Current() string { return k.current }
+func (k *Keyring) Current() string {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.current
+}
 
 // Seal encrypts plaintext with the current key, binding ad (associated
 // data) to it, and returns the key id and nonce||ciphertext.
 func (k *Keyring) Seal(plaintext, ad []byte) (keyID string, sealed []byte, err error) {
-	aead := k.aeads[k.current]
+	k.mu.RLock()
+	id, aead := k.current, k.aeads[k.current]
+	k.mu.RUnlock()
 	nonce := make([]byte, aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
 		return "", nil, err
 	}
-	return k.current, aead.Seal(nonce, nonce, plaintext, ad), nil
+	return id, aead.Seal(nonce, nonce, plaintext, ad), nil
+}
+
+// aead returns the key keyID, reading the key file again if the ring lacks
+// it: `alterhost vault rotate-key` may have added it while this process ran.
+func (k *Keyring) aead(keyID string) (cipher.AEAD, bool) {
+	k.mu.RLock()
+	aead, ok := k.aeads[keyID]
+	file, recent := k.file, time.Since(k.reloaded) < time.Second
+	k.mu.RUnlock()
+	if ok || file == "" || recent {
+		return aead, ok
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.reloaded = time.Now()
+	fresh, err := loadFile(file)
+	if err != nil {
+		return nil, false
+	}
+	k.current, k.aeads = fresh.current, fresh.aeads
+	aead, ok = k.aeads[keyID]
+	return aead, ok
 }
 
 // Open decrypts a value sealed with key keyID and associated data ad.
 func (k *Keyring) Open(keyID string, sealed, ad []byte) ([]byte, error) {
-	aead, ok := k.aeads[keyID]
+	aead, ok := k.aead(keyID)
 	if !ok {
 		return nil, fmt.Errorf("%w: key %q is not in the keyring", ErrOpen, keyID)
 	}
@@ -116,20 +150,29 @@ func Load(dataDir string) (*Keyring, error) {
 		return parse(strings.ReplaceAll(env, ",", "\n"), "$"+KeyEnv)
 	}
 	path := filepath.Join(dataDir, KeyFile)
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		if _, err := addKey(path); err != nil {
 			return nil, err
 		}
-		data, err = os.ReadFile(path)
 	}
+	return loadFile(path)
+}
+
+// loadFile reads a key file, refusing one that others can read.
+func loadFile(path string) (*Keyring, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("vault key: %w", err)
 	}
 	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("vault key %s is readable by others (mode %v); run chmod 600 %s", path, fi.Mode().Perm(), path)
 	}
-	return parse(string(data), path)
+	k, err := parse(string(data), path)
+	if err != nil {
+		return nil, err
+	}
+	k.file = path
+	return k, nil
 }
 
 // Rotate adds a new key to dataDir/vault.key and makes it current. The

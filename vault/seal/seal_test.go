@@ -93,3 +93,27 @@ func TestLoadRejects(t *testing.T) {
 		t.Errorf("a world-readable key file: %v", err)
 	}
 }
+
+// TestRotationSeenByRunningProcess: a keyring loaded before another process
+// rotated the key file opens values sealed with the new key, and seals with
+// it from then on.
+func TestRotationSeenByRunningProcess(t *testing.T) {
+	t.Setenv(seal.KeyEnv, "")
+	dir := t.TempDir()
+	running, err := seal.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := running.Current()
+	rotated, err := seal.Rotate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, sealed, _ := rotated.Seal([]byte("new"), nil)
+	if got, err := running.Open(id, sealed, nil); err != nil || string(got) != "new" {
+		t.Fatalf("running keyring cannot open a value sealed after rotation: %v", err)
+	}
+	if running.Current() == old {
+		t.Error("the running keyring still seals with the old key")
+	}
+}
