@@ -295,12 +295,7 @@ func (v *Vault) connectError(ctx context.Context, code abi.Code, subject, provid
 		e.Message = what + "; a Connect URL could not be made, try again"
 		return e
 	}
-	e.ConnectURL = u
-	if code == abi.CodeScopeReauthRequired {
-		e.Message = what + "; open the Connect URL to grant them, then try again"
-	} else {
-		e.Message = what + "; open the Connect URL to connect it, then try again"
-	}
+	e.ConnectURL, e.Message = u, what
 	return e
 }
 

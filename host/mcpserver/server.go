@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -163,15 +164,23 @@ func failed(tool string, f *plugin.Failure) *mcp.CallToolResult {
 	msg := fmt.Sprintf("Tool %s failed: %s", tool, f.Message)
 	meta := map[string]any{"kind": f.Kind}
 	if r := f.Request; r != nil {
-		msg += fmt.Sprintf(" (alter_request: %s: %s)", r.Code, r.Message)
 		meta["code"] = r.Code
 		meta["message"] = r.Message
-		if r.ConnectURL != "" {
-			msg += " Connect the account here: " + r.ConnectURL
-			meta["connect_url"] = r.ConnectURL
-		}
 		if len(r.MissingScopes) > 0 {
 			meta["missing_scopes"] = r.MissingScopes
+		}
+		switch {
+		case r.ConnectURL != "" && r.Code == abi.CodeScopeReauthRequired:
+			meta["connect_url"] = r.ConnectURL
+			msg = fmt.Sprintf("Tool %s needs more access than was granted: %s. Ask the person to open %s, "+
+				"grant it, and then call the tool again.", tool, r.Message, r.ConnectURL)
+		case r.ConnectURL != "":
+			meta["connect_url"] = r.ConnectURL
+			msg = fmt.Sprintf("Tool %s needs an account that is not connected: %s. Ask the person to open %s, "+
+				"connect it, and then call the tool again.", tool, r.Message, r.ConnectURL)
+		case !strings.Contains(f.Message, r.Message):
+			// The guest failed in its own words; add the request's.
+			msg += fmt.Sprintf(" (alter_request: %s: %s)", r.Code, r.Message)
 		}
 	}
 	return &mcp.CallToolResult{
