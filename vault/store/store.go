@@ -50,7 +50,8 @@ type Grant struct {
 	RefreshedAt time.Time // zero until the first refresh
 }
 
-// Link is a single-use Connect URL, stored by the hash of its token.
+// Link is a single-use URL, stored by the hash of its token: a Connect
+// URL, or, with Provider empty, a sign-in link for alterhost itself.
 type Link struct {
 	TokenHash []byte
 	Subject   string

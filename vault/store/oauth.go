@@ -1,0 +1,128 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// This file holds what alterhost's own authorization server stores: the
+// MCP clients it knows, authorization codes, access and refresh tokens,
+// and browser sessions of people signed in to it. Codes, tokens and
+// session ids are stored only as hashes.
+
+// ErrReused is returned when a single-use credential (an authorization
+// code, a refresh token past its grace window) is presented again. The
+// store has already revoked everything issued from it.
+var ErrReused = errors.New("already used")
+
+// Client is an MCP client registered with alterhost's authorization
+// server, by dynamic registration (RFC 7591) or, with an HTTPS URL as ID,
+// from a client ID metadata document.
+type Client struct {
+	ID string
+	// SecretHash is the hash of a confidential client's secret; nil for a
+	// public client, which PKCE alone protects.
+	SecretHash []byte
+	// Metadata is the client's validated registration metadata, as JSON.
+	Metadata []byte
+	CreatedAt time.Time
+	// ExpiresAt is when a cached metadata document must be fetched again;
+	// zero for registered clients, which do not expire.
+	ExpiresAt time.Time
+}
+
+// AuthCode is an authorization code, stored by hash, bound to everything
+// the token request must repeat.
+type AuthCode struct {
+	CodeHash      []byte
+	ClientID      string
+	Subject       string
+	RedirectURI   string
+	CodeChallenge string // PKCE S256 challenge
+	Resource      string // RFC 8707 resource, the audience of its tokens
+	Scopes        []string
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	// UsedAt and FamilyID are set when the code is redeemed: the family of
+	// tokens it started, revoked if the code is replayed.
+	UsedAt   time.Time
+	FamilyID string
+}
+
+// TokenKind tells access from refresh tokens.
+type TokenKind string
+
+const (
+	AccessToken  TokenKind = "access"
+	RefreshToken TokenKind = "refresh"
+)
+
+// Token is an access or refresh token, stored by hash. Tokens issued from
+// one authorization code form a family: refreshing adds to it, and reusing
+// an old refresh token revokes all of it.
+type Token struct {
+	Hash      []byte
+	Kind      TokenKind
+	FamilyID  string
+	ClientID  string
+	Subject   string
+	Resource  string
+	Scopes    []string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	// RotatedAt is when a refresh token was exchanged for its successor.
+	RotatedAt time.Time
+	// RevokedAt is when the token was revoked; zero while valid.
+	RevokedAt time.Time
+}
+
+// Session is a person signed in to alterhost in a browser, stored by the
+// hash of its cookie.
+type Session struct {
+	Hash    []byte
+	Subject string
+	// CSRF is the token forms of this session must carry.
+	CSRF      string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// AuthStore is the authorization server's part of the Store.
+type AuthStore interface {
+	// PutClient stores c, replacing a client with the same ID.
+	PutClient(ctx context.Context, c Client) error
+	// GetClient returns the client with id.
+	GetClient(ctx context.Context, id string) (Client, error)
+
+	// PutAuthCode stores a new code.
+	PutAuthCode(ctx context.Context, c AuthCode) error
+	// RedeemAuthCode marks the code with codeHash used by family familyID
+	// and returns it, in one atomic step, if it exists, is unexpired at now
+	// and unused. A used code: its family is revoked and ErrReused returned
+	// (with the code). Missing or expired: ErrNotFound.
+	RedeemAuthCode(ctx context.Context, codeHash []byte, familyID string, now time.Time) (AuthCode, error)
+
+	// PutTokens stores new tokens in one transaction.
+	PutTokens(ctx context.Context, ts ...Token) error
+	// GetToken returns the token with hash if it is unrevoked and unexpired
+	// at now; otherwise ErrNotFound.
+	GetToken(ctx context.Context, hash []byte, now time.Time) (Token, error)
+	// RotateRefresh exchanges the refresh token with hash for successors,
+	// atomically: if it is valid at now and was never rotated, it is
+	// marked rotated and successors stored; if it was rotated less than
+	// grace ago, successors are stored too (a client retrying after a lost
+	// response); if it was rotated earlier, its whole family is revoked
+	// and ErrReused returned. Revoked, expired or missing: ErrNotFound.
+	// Successors must share its family. The old token is returned.
+	RotateRefresh(ctx context.Context, hash []byte, now time.Time, grace time.Duration, successors []Token) (Token, error)
+	// RevokeFamily revokes every token of family at now.
+	RevokeFamily(ctx context.Context, familyID string, now time.Time) error
+
+	// PutSession stores a browser session.
+	PutSession(ctx context.Context, s Session) error
+	// GetSession returns the session with hash if unexpired at now.
+	GetSession(ctx context.Context, hash []byte, now time.Time) (Session, error)
+	// DeleteSession ends a session; a missing one is not an error.
+	DeleteSession(ctx context.Context, hash []byte) error
+}
