@@ -1,0 +1,255 @@
+// Package server is alterhost's own OAuth 2.1 authorization server, the
+// one MCP clients (Claude, the MCP Inspector, the SDK clients) discover,
+// register with, send their person through sign-in and consent, and get
+// access tokens for /mcp from.
+//
+// It publishes RFC 9728 protected resource metadata and RFC 8414
+// authorization server metadata, registers clients dynamically (RFC 7591),
+// runs the authorization-code flow with PKCE S256 only, binds every code
+// and token to this server's resource (RFC 8707), names itself in every
+// authorization response (RFC 9207), rotates refresh tokens in families and
+// revokes them (RFC 7009). Codes, tokens, client secrets and session ids
+// are stored only as SHA-256 hashes; the raw values exist only in the
+// responses that hand them out.
+//
+// Sign-in is in owner mode: one person, the owner, signs in with a
+// single-use link alterhost prints (SigninLink). No password exists.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/alterhost/alterhost/vault/store"
+)
+
+// ProviderScopes is an upstream provider this server's tools use, with the
+// scopes they ask for. The consent page lists each, with a Connect link, so
+// a person can connect accounts before the first tool call needs them.
+type ProviderScopes struct {
+	Name        string // the provider's name, as in /connect/{provider}
+	DisplayName string
+	Scopes      []string
+}
+
+// Options configure a Server.
+type Options struct {
+	// Store keeps clients, codes, tokens, sessions and sign-in links.
+	Store store.Store
+	// Issuer is alterhost's external base URL, e.g. https://mcp.example.
+	// It is the issuer identifier clients compare (RFC 8414, RFC 9207), so
+	// it must be exactly what they reach alterhost at, without a path.
+	Issuer *url.URL
+	// Resource is the protected resource tokens are for (RFC 8707), the
+	// audience Verify insists on. Default: Issuer + "/mcp".
+	Resource string
+	// Scopes are the scopes clients may ask for. Default: ["mcp"].
+	Scopes []string
+	// Owner is the subject a person signed in in owner mode acts as.
+	Owner string
+	// Providers are listed on the consent page.
+	Providers []ProviderScopes
+	// Connect mints a Connect URL through which subject grants scopes at
+	// provider (the Connect service's ConnectURL). Nil: the consent page
+	// lists providers without Connect links.
+	Connect func(ctx context.Context, subject, provider string, scopes []string) (string, error)
+	// AccessTTL, RefreshTTL and CodeTTL bound the lives of access tokens,
+	// refresh tokens and authorization codes; RefreshGrace is how long a
+	// rotated refresh token may be presented again (a client retrying after
+	// a lost response) before presenting it revokes its family. Defaults:
+	// 1h, 30d, 1m, 30s.
+	AccessTTL, RefreshTTL, CodeTTL, RefreshGrace time.Duration
+	// Now is the clock; default time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// authStore is what the server needs of Options.Store. It is asserted
+// rather than declared so this package builds both before and after
+// store.Store embeds store.AuthStore.
+type authStore interface {
+	store.AuthStore
+	PutLink(ctx context.Context, l store.Link) error
+	TakeLink(ctx context.Context, tokenHash []byte, now time.Time) (store.Link, error)
+}
+
+// Server is the authorization server. It is safe for concurrent use.
+type Server struct {
+	opts     Options
+	store    authStore
+	issuer   string // Issuer without a trailing slash, as published
+	secure   bool   // https issuer: __Host- cookie with Secure
+	resource *url.URL
+
+	registerLimit *limiter // per remote IP
+	tokenIPLimit  *limiter // per remote IP
+	tokenLimit    *limiter // per client id
+}
+
+// Lifetimes of what the server hands out, beyond the configurable ones.
+const (
+	signinLinkTTL = 15 * time.Minute
+	sessionTTL    = 12 * time.Hour
+)
+
+// New checks opts, fills in defaults and returns a Server.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("oauth server: no store")
+	}
+	as, ok := any(opts.Store).(authStore)
+	if !ok {
+		return nil, errors.New("oauth server: the store does not keep clients, codes and tokens")
+	}
+	if opts.Issuer == nil || (opts.Issuer.Scheme != "https" && opts.Issuer.Scheme != "http") || opts.Issuer.Host == "" {
+		return nil, errors.New("oauth server: the issuer must be an absolute http(s) URL")
+	}
+	// The well-known metadata paths are served at the root; an issuer with a
+	// path would need them inserted before the path (RFC 8414 §3), which
+	// nothing here does yet.
+	if strings.Trim(opts.Issuer.Path, "/") != "" || opts.Issuer.RawQuery != "" || opts.Issuer.Fragment != "" {
+		return nil, fmt.Errorf("oauth server: the issuer %s must not have a path, query or fragment", opts.Issuer)
+	}
+	if opts.Issuer.Scheme == "http" && !isLoopbackHost(opts.Issuer.Hostname()) {
+		return nil, errors.New("oauth server: an http issuer is only allowed on loopback; use https")
+	}
+	if opts.Owner == "" {
+		return nil, errors.New("oauth server: no owner subject")
+	}
+	issuer := strings.TrimSuffix(opts.Issuer.String(), "/")
+	if opts.Resource == "" {
+		opts.Resource = issuer + "/mcp"
+	}
+	res, err := url.Parse(opts.Resource)
+	if err != nil || res.Scheme == "" || res.Host == "" || res.Fragment != "" {
+		return nil, fmt.Errorf("oauth server: bad resource %q", opts.Resource)
+	}
+	if len(opts.Scopes) == 0 {
+		opts.Scopes = []string{"mcp"}
+	}
+	opts.Scopes = slices.Clone(opts.Scopes)
+	for _, sc := range opts.Scopes {
+		if !validScopeToken(sc) {
+			return nil, fmt.Errorf("oauth server: bad scope %q", sc)
+		}
+	}
+	setDefault(&opts.AccessTTL, time.Hour)
+	setDefault(&opts.RefreshTTL, 30*24*time.Hour)
+	setDefault(&opts.CodeTTL, time.Minute)
+	setDefault(&opts.RefreshGrace, 30*time.Second)
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		opts:     opts,
+		store:    as,
+		issuer:   issuer,
+		secure:   opts.Issuer.Scheme == "https",
+		resource: res,
+		// Registration is rare for a real client (once per install), so a
+		// small bucket: a burst of 10, then one a minute per address.
+		registerLimit: newLimiter(1.0/60, 10),
+		// A token request follows every authorization and every hour of use;
+		// these are far above that and far below guessing speed.
+		tokenIPLimit: newLimiter(5, 30),
+		tokenLimit:   newLimiter(2, 10),
+	}, nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// Routes mounts the server on r:
+//
+//	GET  /.well-known/oauth-protected-resource[/mcp]   RFC 9728
+//	GET  /.well-known/oauth-authorization-server       RFC 8414
+//	GET  /.well-known/openid-configuration             the same document
+//	POST /register                                     RFC 7591
+//	GET  /authorize, POST /authorize                   sign-in check, consent
+//	GET  /signin?link=..., POST /signin                owner-mode sign-in
+//	POST /token                                        RFC 6749
+//	POST /revoke                                       RFC 7009
+func (s *Server) Routes(r chi.Router) {
+	prm := cors(http.HandlerFunc(s.protectedResource))
+	r.Handle("/.well-known/oauth-protected-resource", prm)
+	if p := strings.TrimRight(s.resource.Path, "/"); p != "" {
+		r.Handle("/.well-known/oauth-protected-resource"+p, prm)
+	}
+	asm := cors(http.HandlerFunc(s.authServerMetadata))
+	r.Handle("/.well-known/oauth-authorization-server", asm)
+	r.Handle("/.well-known/openid-configuration", asm)
+	r.Handle("/register", cors(http.HandlerFunc(s.register)))
+	r.Handle("/token", cors(http.HandlerFunc(s.token)))
+	r.Handle("/revoke", cors(http.HandlerFunc(s.revoke)))
+	r.Get("/authorize", s.authorize)
+	r.Post("/authorize", s.consent)
+	r.Get("/signin", s.signin)
+	r.Post("/signin", s.signin)
+}
+
+func (s *Server) now() time.Time { return s.opts.Now() }
+
+func (s *Server) endpoint(path string) string { return s.issuer + path }
+
+// random returns n random bytes, base64url-encoded.
+func random(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// hash is how codes, tokens, secrets and session ids are stored: they are
+// 256 random bits, so an unsalted SHA-256 is enough to make a leaked
+// database useless for presenting them.
+func hash(s string) []byte {
+	h := sha256.Sum256([]byte(s))
+	return h[:]
+}
+
+// isLoopbackHost reports whether host (without port or brackets) names
+// this machine in the ways RFC 8252 §7.3 allows for redirect URIs.
+func isLoopbackHost(host string) bool {
+	return host == "127.0.0.1" || host == "::1" || host == "localhost"
+}
+
+// validScopeToken reports whether s is a scope-token of RFC 6749 §3.3.
+func validScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// remoteIP is the key rate limits use. alterhost does not trust
+// X-Forwarded-For: behind a proxy every client shares the proxy's bucket,
+// which errs on the safe side.
+func remoteIP(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	return strings.Trim(host, "[]")
+}
