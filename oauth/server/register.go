@@ -177,7 +177,7 @@ func (s *Server) validateMetadata(m *oauthex.ClientRegistrationMetadata) error {
 	m.ResponseTypes = []string{"code"}
 
 	if utf8.RuneCountInString(m.ClientName) > maxClientName || !utf8.ValidString(m.ClientName) ||
-		strings.IndexFunc(m.ClientName, unicode.IsControl) >= 0 {
+		strings.IndexFunc(m.ClientName, invisible) >= 0 {
 		return badMeta("client_name must be at most %d printable characters", maxClientName)
 	}
 	if m.Scope != "" {
@@ -261,6 +261,11 @@ func checkRedirectURI(raw string) error {
 	}
 	return nil
 }
+
+// invisible reports control and format characters, which in a client
+// name shown on the consent page could reorder (bidi overrides) or hide
+// what the person reads.
+func invisible(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
 
 // safeHost reports whether h is a DNS name or an IP literal.
 func safeHost(h string) bool {

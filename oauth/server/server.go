@@ -161,9 +161,10 @@ func New(opts Options) (*Server, error) {
 		issuer:   issuer,
 		secure:   opts.Issuer.Scheme == "https",
 		resource: res,
-		// Registration is rare for a real client (once per install), so a
-		// small bucket: a burst of 10, then one a minute per address.
-		registerLimit: newLimiter(1.0/60, 10),
+		// Registration is rare for a real client (once per install; the
+		// Inspector, once per connect): a burst of 20, then one every 10 s
+		// per address, which keeps one address from filling the store.
+		registerLimit: newLimiter(0.1, 20),
 		// A token request follows every authorization and every hour of use;
 		// these are far above that and far below guessing speed.
 		tokenIPLimit: newLimiter(5, 30),

@@ -1,0 +1,215 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alterhost/alterhost/vault/store"
+)
+
+func TestMetadata(t *testing.T) {
+	e := newEnv(t)
+	getJSON := func(path string) map[string]any {
+		t.Helper()
+		resp, body := e.get(http.DefaultClient, e.ts.URL+path)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Fatalf("%s: %d, CORS %q", path, resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(body), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	as := getJSON("/.well-known/oauth-authorization-server")
+	want := map[string]any{
+		"issuer":                                         e.ts.URL,
+		"authorization_endpoint":                         e.ts.URL + "/authorize",
+		"token_endpoint":                                 e.ts.URL + "/token",
+		"registration_endpoint":                          e.ts.URL + "/register",
+		"revocation_endpoint":                            e.ts.URL + "/revoke",
+		"code_challenge_methods_supported":               []any{"S256"},
+		"response_types_supported":                       []any{"code"},
+		"grant_types_supported":                          []any{"authorization_code", "refresh_token"},
+		"token_endpoint_auth_methods_supported":          []any{"none", "client_secret_basic", "client_secret_post"},
+		"authorization_response_iss_parameter_supported": true,
+		"client_id_metadata_document_supported":          false,
+		"scopes_supported":                               []any{"mcp"},
+	}
+	for k, v := range want {
+		got, ok := as[k]
+		if !ok || !reflect.DeepEqual(got, v) {
+			t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)
+		}
+	}
+	if _, ok := as["jwks_uri"]; ok {
+		t.Error("jwks_uri published though nothing is signed")
+	}
+	if oidc := getJSON("/.well-known/openid-configuration"); !reflect.DeepEqual(oidc, as) {
+		t.Errorf("openid-configuration differs: %v", oidc)
+	}
+	for _, path := range []string{"/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"} {
+		prm := getJSON(path)
+		if prm["resource"] != e.resource() || !reflect.DeepEqual(prm["authorization_servers"], []any{e.ts.URL}) ||
+			!reflect.DeepEqual(prm["scopes_supported"], []any{"mcp"}) || !reflect.DeepEqual(prm["bearer_methods_supported"], []any{"header"}) {
+			t.Errorf("%s: %v", path, prm)
+		}
+	}
+}
+
+func TestCORS(t *testing.T) {
+	e := newEnv(t)
+	preflight := func(path string) *http.Response {
+		req, _ := http.NewRequest(http.MethodOptions, e.ts.URL+path, nil)
+		req.Header.Set("Origin", "https://inspector.example")
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "content-type, mcp-protocol-version")
+		resp, _ := e.do(http.DefaultClient, req)
+		return resp
+	}
+	for _, path := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration",
+		"/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp", "/register", "/token", "/revoke"} {
+		resp := preflight(path)
+		h := resp.Header
+		if resp.StatusCode != http.StatusNoContent || h.Get("Access-Control-Allow-Origin") != "*" ||
+			!strings.Contains(h.Get("Access-Control-Allow-Methods"), "POST") ||
+			!strings.Contains(strings.ToLower(h.Get("Access-Control-Allow-Headers")), "mcp-protocol-version") {
+			t.Errorf("%s preflight: %d %v", path, resp.StatusCode, h)
+		}
+	}
+	// The pages a browser navigates to are not for cross-origin scripts.
+	for _, path := range []string{"/authorize", "/signin"} {
+		if h := preflight(path).Header.Get("Access-Control-Allow-Origin"); h != "" {
+			t.Errorf("%s allows origin %q", path, h)
+		}
+		resp, _ := e.get(http.DefaultClient, e.ts.URL+path)
+		if h := resp.Header.Get("Access-Control-Allow-Origin"); h != "" {
+			t.Errorf("%s GET allows origin %q", path, h)
+		}
+	}
+	// The token endpoint's real answers carry CORS too, errors included.
+	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/token", strings.NewReader("grant_type=x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, _ := e.do(http.DefaultClient, req)
+	if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Error("token error without CORS")
+	}
+}
+
+func TestSigninLinkSingleUse(t *testing.T) {
+	e := newEnv(t)
+	link, err := e.srv.SigninLink(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(link, e.ts.URL+"/signin?link=") {
+		t.Fatalf("link %s", link)
+	}
+	resp, _ := e.get(e.browser, link)
+	if resp.StatusCode != http.StatusOK || len(resp.Cookies()) != 1 {
+		t.Fatalf("first use: %d %v", resp.StatusCode, resp.Cookies())
+	}
+	c := resp.Cookies()[0]
+	if c.Name != "alterhost_session" || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Secure {
+		t.Fatalf("cookie %+v", c)
+	}
+	other := &http.Client{CheckRedirect: e.browser.CheckRedirect}
+	resp, body := e.get(other, link)
+	if resp.StatusCode != http.StatusGone || len(resp.Cookies()) != 0 {
+		t.Fatalf("second use: %d %v %s", resp.StatusCode, resp.Cookies(), body)
+	}
+}
+
+func TestSigninLinkExpires(t *testing.T) {
+	e := newEnv(t)
+	link, _ := e.srv.SigninLink(t.Context())
+	e.clock.Advance(16 * time.Minute)
+	if resp, _ := e.get(e.browser, link); resp.StatusCode != http.StatusGone || len(resp.Cookies()) != 0 {
+		t.Fatalf("expired link: %d", resp.StatusCode)
+	}
+}
+
+// TestConnectLinkDoesNotSignIn: Connect links live in the same table and
+// are handed to whoever reads a tool's result; one must not sign in.
+func TestConnectLinkDoesNotSignIn(t *testing.T) {
+	e := newEnv(t)
+	now := e.clock.Now()
+	err := e.store.(authStore).PutLink(t.Context(), store.Link{TokenHash: hash("connect-token"), Subject: owner,
+		Provider: "github", CreatedAt: now, ExpiresAt: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := e.get(e.browser, e.ts.URL+"/signin?link=connect-token")
+	if resp.StatusCode != http.StatusBadRequest || len(resp.Cookies()) != 0 {
+		t.Fatalf("Connect link at /signin: %d %v", resp.StatusCode, resp.Cookies())
+	}
+}
+
+func TestSigninNextIsNotAnOpenRedirect(t *testing.T) {
+	e := newEnv(t)
+	for _, next := range []string{
+		"https://evil.example/authorize?x=1",
+		"//evil.example/authorize?x=1",
+		"/\\evil.example/authorize?x=1",
+		"\\\\evil.example/authorize?",
+		"/authorize@evil.example?x",
+		"/authorizex?x=1",
+		"/authorize/../evil?x=1",
+		"/authorize?x=1\r\nSet-Cookie: a=b",
+		"/signin?link=x",
+		"javascript:alert(1)//authorize?",
+		"",
+	} {
+		link, _ := e.srv.SigninLink(t.Context())
+		resp, body := e.get(e.browser, link+"&next="+url.QueryEscape(next))
+		if loc := resp.Header.Get("Location"); loc != "" || resp.StatusCode != http.StatusOK || !strings.Contains(body, "Signed in") {
+			t.Errorf("next %q: %d, Location %q", next, resp.StatusCode, loc)
+		}
+	}
+	link, _ := e.srv.SigninLink(t.Context())
+	resp, _ := e.get(e.browser, link+"&next="+url.QueryEscape("/authorize?client_id=x&state=y"))
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/authorize?client_id=x&state=y" {
+		t.Fatalf("good next: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// TestHTTPSCookie: on an https issuer the session cookie is __Host- and
+// Secure.
+func TestHTTPSCookie(t *testing.T) {
+	issuer, _ := url.Parse("https://alterhost.example")
+	srv, err := New(Options{Store: testStore(t), Issuer: issuer, Owner: owner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, _ := srv.SigninLink(t.Context())
+	w := httptest.NewRecorder()
+	srv.signin(w, httptest.NewRequest(http.MethodGet, link, nil))
+	cs := w.Result().Cookies()
+	if len(cs) != 1 || cs[0].Name != "__Host-alterhost_session" || !cs[0].Secure || cs[0].Path != "/" || cs[0].Domain != "" {
+		t.Fatalf("cookies %+v", cs)
+	}
+	md := srv.authServerMeta()
+	if md.Issuer != "https://alterhost.example" || srv.opts.Resource != "https://alterhost.example/mcp" {
+		t.Fatalf("issuer %s resource %s", md.Issuer, srv.opts.Resource)
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	st := testStore(t)
+	for _, raw := range []string{"http://alterhost.example", "https://alterhost.example/sub", "ftp://x", "/relative"} {
+		u, _ := url.Parse(raw)
+		if _, err := New(Options{Store: st, Issuer: u, Owner: owner}); err == nil {
+			t.Errorf("issuer %s accepted", raw)
+		}
+	}
+	u, _ := url.Parse("https://alterhost.example")
+	if _, err := New(Options{Store: st, Issuer: u}); err == nil {
+		t.Error("no owner accepted")
+	}
+}
