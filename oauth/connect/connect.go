@@ -152,6 +152,16 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		s.page(w, http.StatusBadRequest, "This Connect link is for another provider", "Call the tool again to get a fresh link.")
 		return
 	}
+	// The browser that connects an account must be the person's who asked:
+	// otherwise a link passed on would connect someone else's account to
+	// them.
+	if s.Subject != nil {
+		if who, err := s.Subject(r); err != nil || who != link.Subject {
+			s.page(w, http.StatusForbidden, "This Connect link belongs to another person",
+				"Sign in to alterhost as the person who called the tool, then call it again for a fresh link.")
+			return
+		}
+	}
 	p, ok := s.provider(name)
 	if !ok {
 		s.page(w, http.StatusNotFound, "This provider is not configured", "Ask the operator of this alterhost to configure "+name+".")

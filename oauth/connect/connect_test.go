@@ -335,14 +335,38 @@ func (f *flow) secrets() []string {
 	return slices.Concat(f.up.secrets(), f.st.verifiers, f.links)
 }
 
-// browser is a new browser: a client with its own cookie jar that follows
-// redirects.
-func browser(t *testing.T) *http.Client {
+// browser is a new browser signed in as alice: a client with its own
+// cookie jar that follows redirects.
+func browser(t *testing.T) *http.Client { return browserAs(t, "alice") }
+
+// browserAs is a new browser signed in as subject: its page loads (GET)
+// carry the test's subject header, as a session cookie would.
+func browserAs(t *testing.T, subject string) *http.Client {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &http.Client{Jar: jar, Timeout: proctest.Timeout}
+	return &http.Client{Jar: jar, Timeout: proctest.Timeout, Transport: signedIn{subject}}
+}
+
+type signedIn struct{ subject string }
+
+func (s signedIn) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodGet && r.Header.Get(subjectHdr) == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set(subjectHdr, s.subject)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestLinkOfAnotherPerson: a Connect link opened in another person's
+// browser starts nothing.
+func TestLinkOfAnotherPerson(t *testing.T) {
+	f := newFlow(t)
+	p := f.get(browserAs(t, "mallory"), f.connectURL("alice", "acme", "read"))
+	wantPage(t, p, http.StatusForbidden, "This Connect link belongs to another person")
+	f.noGrant("alice", "acme")
+	f.noGrant("mallory", "acme")
 }
 
 // noFollow is c, same cookie jar, stopping at redirects.
@@ -734,7 +758,7 @@ func TestCallbackAccessDenied(t *testing.T) {
 		t.Errorf("declining a consent changed the grant: %+v", g)
 	}
 	// Without an earlier grant, nothing is stored.
-	p = f.get(browser(t), f.connectURL("bob", "acme", "read"))
+	p = f.get(browserAs(t, "bob"), f.connectURL("bob", "acme", "read"))
 	wantPage(t, p, http.StatusOK, titleNothing)
 	f.noGrant("bob", "acme")
 }
@@ -833,7 +857,7 @@ func serveChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := &connect.Service{Store: st, Vault: v, Providers: reg, BaseURL: &url.URL{Scheme: "http", Host: ln.Addr().String()},
-		Subject: func(*http.Request) (string, error) { return "", errors.New("no subjects here") }}
+		Subject: func(*http.Request) (string, error) { return "alice", nil }} // the one person of this child
 	v.Linker = svc
 	r := chi.NewRouter()
 	svc.Routes(r)
