@@ -233,11 +233,12 @@ func TestVerifyAudienceAndKind(t *testing.T) {
 	put("ah_at_good", store.AccessToken, e.resource())
 	put("ah_at_other", store.AccessToken, "https://other.example/mcp")
 	put("ah_rt_refresh", store.RefreshToken, e.resource())
+	put("ah_at_refreshkind", store.RefreshToken, e.resource()) // the kind decides, not the prefix
 	put("ah_at_origin", store.AccessToken, e.ts.URL)
 	if !e.valid("ah_at_good") {
 		t.Fatal("good token rejected")
 	}
-	for _, bad := range []string{"ah_at_other", "ah_rt_refresh", "ah_at_origin", "ah_at_unknown", "", "Bearer ah_at_good", "good"} {
+	for _, bad := range []string{"ah_at_other", "ah_rt_refresh", "ah_at_refreshkind", "ah_at_origin", "ah_at_unknown", "", "Bearer ah_at_good", "good"} {
 		if _, err := e.srv.Verify(t.Context(), bad, nil); !errors.Is(err, auth.ErrInvalidToken) {
 			t.Fatalf("%q: %v", bad, err)
 		}
