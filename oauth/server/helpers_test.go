@@ -54,12 +54,14 @@ type env struct {
 	clock   *clock
 	store   store.Store
 	browser *http.Client
+	router  chi.Router
 }
 
 func newEnv(t *testing.T, configure ...func(*Options)) *env {
 	t.Helper()
-	e := &env{t: t, clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, store: testStore(t)}
+	e := &env{t: t, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}, store: testStore(t)}
 	r := chi.NewRouter()
+	e.router = r
 	e.ts = httptest.NewServer(r)
 	t.Cleanup(e.ts.Close)
 	issuer, _ := url.Parse(e.ts.URL)
