@@ -27,7 +27,9 @@ const (
 	redirect = "http://127.0.0.1:5555/callback"
 )
 
-// clock is a settable Options.Now.
+// clock is a settable Options.Now. It starts at the wall clock, to the
+// second: the go-sdk's bearer middleware checks expiry against time.Now,
+// and the store keeps times to the microsecond.
 type clock struct {
 	mu sync.Mutex
 	t  time.Time

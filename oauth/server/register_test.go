@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -132,4 +133,24 @@ func TestRegistrationRateLimit(t *testing.T) {
 	if !limited {
 		t.Fatal("25 registrations from one address in a row were all accepted")
 	}
+}
+
+func TestTokenRateLimit(t *testing.T) {
+	e := newEnv(t)
+	id := e.publicClient()
+	form := url.Values{"grant_type": {"authorization_code"}, "client_id": {id}, "code": {"guess"},
+		"code_verifier": {strings.Repeat("v", 43)}, "redirect_uri": {redirect}}
+	for i := range 40 {
+		status, _ := e.postForm("/token", form, "", "")
+		if status == http.StatusTooManyRequests {
+			if i < 10 {
+				t.Fatalf("limited after %d requests", i)
+			}
+			return
+		}
+		if status != http.StatusBadRequest {
+			t.Fatalf("request %d: %d", i, status)
+		}
+	}
+	t.Fatal("40 code guesses in a row for one client were all answered")
 }
