@@ -92,15 +92,12 @@ func (m *memStore) RedeemAuthCode(_ context.Context, h []byte, family string, no
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c, ok := m.codes[string(h)]
-	if !ok {
+	if !ok || !now.Before(c.ExpiresAt) {
 		return store.AuthCode{}, store.ErrNotFound
 	}
 	if !c.UsedAt.IsZero() {
 		m.revokeLocked(c.FamilyID, now)
 		return c, store.ErrReused
-	}
-	if !now.Before(c.ExpiresAt) {
-		return store.AuthCode{}, store.ErrNotFound
 	}
 	c.UsedAt, c.FamilyID = now, family
 	m.codes[string(h)] = c
