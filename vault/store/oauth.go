@@ -25,7 +25,7 @@ type Client struct {
 	// public client, which PKCE alone protects.
 	SecretHash []byte
 	// Metadata is the client's validated registration metadata, as JSON.
-	Metadata []byte
+	Metadata  []byte
 	CreatedAt time.Time
 	// ExpiresAt is when a cached metadata document must be fetched again;
 	// zero for registered clients, which do not expire.
@@ -54,7 +54,9 @@ type AuthCode struct {
 type TokenKind string
 
 const (
-	AccessToken  TokenKind = "access"
+	// AccessToken is a bearer token presented to alterhost's MCP endpoint.
+	AccessToken TokenKind = "access"
+	// RefreshToken is exchanged, once, for new tokens (RotateRefresh).
 	RefreshToken TokenKind = "refresh"
 )
 
@@ -92,7 +94,7 @@ type Session struct {
 type AuthStore interface {
 	// PutClient stores c, replacing a client with the same ID.
 	PutClient(ctx context.Context, c Client) error
-	// GetClient returns the client with id.
+	// GetClient returns the client with id, even past its ExpiresAt.
 	GetClient(ctx context.Context, id string) (Client, error)
 
 	// PutAuthCode stores a new code.
@@ -100,10 +102,12 @@ type AuthStore interface {
 	// RedeemAuthCode marks the code with codeHash used by family familyID
 	// and returns it, in one atomic step, if it exists, is unexpired at now
 	// and unused. A used code: its family is revoked and ErrReused returned
-	// (with the code). Missing or expired: ErrNotFound.
+	// (with the code as stored, of the first redemption's family). Missing
+	// or expired, used or not: ErrNotFound. familyID must not be empty.
 	RedeemAuthCode(ctx context.Context, codeHash []byte, familyID string, now time.Time) (AuthCode, error)
 
-	// PutTokens stores new tokens in one transaction.
+	// PutTokens stores new tokens in one transaction: if one fails (its
+	// hash is already stored, say), none is stored.
 	PutTokens(ctx context.Context, ts ...Token) error
 	// GetToken returns the token with hash if it is unrevoked and unexpired
 	// at now; otherwise ErrNotFound.
@@ -113,10 +117,13 @@ type AuthStore interface {
 	// marked rotated and successors stored; if it was rotated less than
 	// grace ago, successors are stored too (a client retrying after a lost
 	// response); if it was rotated earlier, its whole family is revoked
-	// and ErrReused returned. Revoked, expired or missing: ErrNotFound.
-	// Successors must share its family. The old token is returned.
+	// and ErrReused returned. Revoked, expired, missing or not a refresh
+	// token: ErrNotFound. Successors must share its family; if one does
+	// not, nothing changes and an error is returned. The old token is
+	// returned, also with ErrReused.
 	RotateRefresh(ctx context.Context, hash []byte, now time.Time, grace time.Duration, successors []Token) (Token, error)
-	// RevokeFamily revokes every token of family at now.
+	// RevokeFamily revokes every token of family at now; tokens revoked
+	// earlier keep their time, and an unknown family is not an error.
 	RevokeFamily(ctx context.Context, familyID string, now time.Time) error
 
 	// PutSession stores a browser session.
