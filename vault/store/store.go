@@ -138,13 +138,21 @@ type Store interface {
 	// TakeConnectState returns and deletes the state with stateHash, in one
 	// step, if it has not expired at now.
 	TakeConnectState(ctx context.Context, stateHash []byte, now time.Time) (ConnectState, error)
-	// DeleteExpired removes links and states that expired before now.
+	// DeleteExpired removes what expired before now (ExpiresAt at or
+	// before now): links, states, authorization codes, sessions, tokens
+	// (revoked or not: a revoked or rotated token is kept until it
+	// expires, so that reuse detection keeps working until then), and
+	// clients from a metadata document whose ExpiresAt is set and passed.
 	DeleteExpired(ctx context.Context, now time.Time) error
 
 	// AppendAudit stores records in one transaction.
 	AppendAudit(ctx context.Context, records []AuditRecord) error
 	// ListAudit returns matching records, newest first.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error)
+
+	// AuthStore holds alterhost's own authorization server's clients,
+	// codes, tokens and sessions.
+	AuthStore
 
 	// Close releases the store's connections.
 	Close() error

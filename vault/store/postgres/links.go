@@ -68,11 +68,25 @@ func (s *Store) TakeConnectState(ctx context.Context, stateHash []byte, now time
 	return st, nil
 }
 
-// DeleteExpired removes the links and states that are no longer live at
-// now, the ones the Take methods would refuse, in one statement.
+// DeleteExpired removes, in one statement, what is no longer live at now:
+// links, states, authorization codes, sessions and tokens (revoked or
+// not) with expires_at <= now, and clients whose cached metadata expired;
+// a registered client's expires_at is NULL, which no comparison matches.
+//
+// Codes and tokens locked by a redemption, rotation or revocation are
+// skipped, left for the next call: those transactions lock several rows,
+// and a DELETE waiting on one of them while holding another could
+// deadlock with them.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time) error {
-	_, err := s.pool.Exec(ctx, `WITH links AS (DELETE FROM links WHERE expires_at <= $1)
-		DELETE FROM connect_states WHERE expires_at <= $1`, now)
+	_, err := s.pool.Exec(ctx, `WITH
+		links AS (DELETE FROM links WHERE expires_at <= $1),
+		states AS (DELETE FROM connect_states WHERE expires_at <= $1),
+		codes AS (DELETE FROM auth_codes WHERE code_hash IN (SELECT code_hash
+			FROM auth_codes WHERE expires_at <= $1 FOR UPDATE SKIP LOCKED)),
+		tokens AS (DELETE FROM tokens WHERE hash IN (SELECT hash
+			FROM tokens WHERE expires_at <= $1 FOR UPDATE SKIP LOCKED)),
+		sessions AS (DELETE FROM sessions WHERE expires_at <= $1)
+		DELETE FROM clients WHERE expires_at <= $1`, now)
 	if err != nil {
 		return fmt.Errorf("postgres: delete expired: %w", err)
 	}

@@ -76,11 +76,14 @@ func (s *Store) TakeConnectState(ctx context.Context, stateHash []byte, now time
 	return st, nil
 }
 
-// DeleteExpired removes the links and states that are no longer live at
-// now, the ones the Take methods would refuse.
+// DeleteExpired removes, in one transaction, what is no longer live at
+// now: links, states, authorization codes, sessions and tokens (revoked
+// or not) with expires_at <= now, and clients whose cached metadata
+// expired; a registered client's expires_at is NULL, which no comparison
+// matches.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time) error {
 	err := s.tx(ctx, func(c *sql.Conn) error {
-		for _, table := range []string{"links", "connect_states"} {
+		for _, table := range []string{"links", "connect_states", "auth_codes", "sessions", "tokens", "clients"} {
 			if _, err := c.ExecContext(ctx, `DELETE FROM `+table+` WHERE expires_at <= ?`, now.UnixMicro()); err != nil {
 				return err
 			}
