@@ -14,7 +14,22 @@
 //     honoured;
 //   - UpdateGrant returns fn's error as is, with the stored grant; it refuses
 //     an fn that changes the grant's Subject or Provider, and survives an fn
-//     that panics.
+//     that panics;
+//   - a client's nil SecretHash (public) and empty SecretHash stay apart, and
+//     its Metadata comes back byte for byte, not re-encoded;
+//   - codes, tokens and sessions are live while now is before ExpiresAt, like
+//     links; an expired code is ErrNotFound even if used, and revokes nothing;
+//   - RedeemAuthCode returns the code with UsedAt now and FamilyID set; a
+//     replay returns the stored code, of the first redemption's family, and
+//     it refuses an empty familyID;
+//   - PutAuthCode and PutTokens refuse a hash already stored;
+//   - RotateRefresh returns the old token as stored afterwards: RotatedAt is
+//     now after the first rotation and stays so on retries; a retry at
+//     exactly RotatedAt+grace is a reuse (grace 0: any retry is); a token
+//     rotated or revoked but unexpired survives DeleteExpired;
+//   - of concurrent rotations of one token with grace 0, one wins, the next
+//     is a reuse and revokes the family (the winner's successors included),
+//     and the rest find the token revoked: ErrNotFound.
 package storetest
 
 import (
@@ -92,6 +107,23 @@ var cases = []struct {
 	{"AuditOrder", testAuditOrder},
 	{"AuditFilters", testAuditFilters},
 	{"AuditLimit", testAuditLimit},
+	{"ClientRoundTrip", testClientRoundTrip},
+	{"ClientReplace", testClientReplace},
+	{"CodeRedeem", testCodeRedeem},
+	{"CodeReplay", testCodeReplay},
+	{"CodeExpiry", testCodeExpiry},
+	{"TokenRoundTrip", testTokenRoundTrip},
+	{"TokenExpiry", testTokenExpiry},
+	{"PutTokensAtomic", testPutTokensAtomic},
+	{"Rotate", testRotate},
+	{"RotateNotFound", testRotateNotFound},
+	{"RotateFamilyMismatch", testRotateFamilyMismatch},
+	{"RotateGrace", testRotateGrace},
+	{"RotateReuse", testRotateReuse},
+	{"RevokeFamily", testRevokeFamily},
+	{"Sessions", testSessions},
+	{"AuthSeparate", testAuthSeparate},
+	{"DeleteExpiredAuth", testDeleteExpiredAuth},
 }
 
 var sharedCases = []struct {
@@ -102,6 +134,9 @@ var sharedCases = []struct {
 	{"SharedUpdateGrantExclusive", testUpdateGrantExclusive},
 	{"SharedTakeLinkOnce", testTakeLinkOnce},
 	{"SharedTakeConnectStateOnce", testTakeConnectStateOnce},
+	{"SharedRedeemOnce", testRedeemOnce},
+	{"SharedRotateOnce", testRotateOnce},
+	{"SharedReuseDuringRotation", testReuseDuringRotation},
 }
 
 // t0 is the suite's clock: microsecond precision, so every backend can
