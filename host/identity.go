@@ -2,22 +2,40 @@ package host
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // LocalOwner is the subject alterhost acts for in stdio mode and with
-// --no-auth: the one person who runs it. The OAuth server will replace
-// this with the signed-in person.
+// --no-auth, and the person who signs in in owner mode: the one person who
+// runs it.
 const LocalOwner = "owner"
 
-// subject is the single source of identity for MCP calls and for the
-// Connect pages. Today every request is the local owner's.
-func (s *Server) subject(context.Context) (string, error) { return LocalOwner, nil }
+// errNoPerson is returned when a request names no signed-in person.
+var errNoPerson = errors.New("no signed-in person: sign in to alterhost first")
 
-func (s *Server) toolSubject(ctx context.Context, _ *mcp.CallToolRequest) (string, error) {
-	return s.subject(ctx)
+// toolSubject names the person a tool call acts for: the subject of its
+// bearer token under the authorization server, else the local owner.
+func (s *Server) toolSubject(_ context.Context, req *mcp.CallToolRequest) (string, error) {
+	if s.Auth == nil {
+		return LocalOwner, nil
+	}
+	if req.Extra != nil && req.Extra.TokenInfo != nil && req.Extra.TokenInfo.UserID != "" {
+		return req.Extra.TokenInfo.UserID, nil
+	}
+	return "", errNoPerson
 }
 
-func (s *Server) httpSubject(r *http.Request) (string, error) { return s.subject(r.Context()) }
+// httpSubject names the person a browser request comes from: the signed-in
+// session under the authorization server, else the local owner.
+func (s *Server) httpSubject(r *http.Request) (string, error) {
+	if s.Auth == nil {
+		return LocalOwner, nil
+	}
+	if subject, ok := s.Auth.SessionSubject(r); ok {
+		return subject, nil
+	}
+	return "", errNoPerson
+}

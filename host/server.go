@@ -12,10 +12,12 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/alterhost/alterhost/host/engine"
@@ -24,6 +26,7 @@ import (
 	"github.com/alterhost/alterhost/oauth/connect"
 	"github.com/alterhost/alterhost/oauth/provider"
 	"github.com/alterhost/alterhost/oauth/sandbox"
+	"github.com/alterhost/alterhost/oauth/server"
 	"github.com/alterhost/alterhost/vault"
 	"github.com/alterhost/alterhost/vault/egress"
 	"github.com/alterhost/alterhost/vault/seal"
@@ -51,6 +54,10 @@ type Config struct {
 	Dev bool
 	// AllowPrivateEgress lets plugins reach loopback and private addresses.
 	AllowPrivateEgress bool
+	// Auth makes alterhost an OAuth authorization server and requires its
+	// bearer tokens at /mcp; calls act for the person the token names.
+	// Without it every call acts for the local owner (stdio, --no-auth).
+	Auth bool
 	// Version is reported to MCP clients.
 	Version string
 	Logger  *slog.Logger
@@ -63,12 +70,16 @@ type Server struct {
 	Vault   *vault.Vault
 	// Sandbox is the dev provider, or nil without Config.Dev.
 	Sandbox *sandbox.Sandbox
+	// Auth is the authorization server, or nil without Config.Auth.
+	Auth *server.Server
 
 	engine  engine.Engine
 	store   store.Store
 	auditor *vault.Auditor
 	connect *connect.Service
 	logger  *slog.Logger
+	// resourceMetadata is the RFC 9728 document's URL, for 401 challenges.
+	resourceMetadata string
 }
 
 // New opens the vault and loads every plugin in cfg.PluginsDir. A plugin
@@ -140,6 +151,14 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if len(cat.Tools) == 0 {
 		logger.Warn("no tools to serve", "plugins", cfg.PluginsDir)
 	}
+	if cfg.Auth {
+		s.Auth, err = server.New(server.Options{Store: s.store, Issuer: base, Owner: LocalOwner,
+			Providers: providerScopes(cat, providers), Connect: s.connect.ConnectURL, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		s.resourceMetadata = base.JoinPath(".well-known", "oauth-protected-resource", "mcp").String()
+	}
 	s.MCP = mcpserver.New(cat, cfg.Version, logger, s.toolSubject)
 	return s, nil
 }
@@ -185,9 +204,19 @@ func (s *Server) routes(withMCP bool) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	if withMCP {
-		streamable := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.MCP },
+		var mcpHandler http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.MCP },
 			&mcp.StreamableHTTPOptions{Logger: s.logger, MaxRequestBodyBytes: maxRequestBody})
-		r.Handle("/mcp", http.NewCrossOriginProtection().Handler(streamable))
+		if s.Auth != nil {
+			// A valid token of this server, for this resource, or 401 with
+			// the challenge that tells the client where to sign in.
+			mcpHandler = auth.RequireBearerToken(s.Auth.Verify, &auth.RequireBearerTokenOptions{
+				ResourceMetadataURL: s.resourceMetadata, Scopes: []string{"mcp"},
+			})(mcpHandler)
+		}
+		r.Handle("/mcp", http.NewCrossOriginProtection().Handler(mcpHandler))
+	}
+	if s.Auth != nil {
+		s.Auth.Routes(r)
 	}
 	r.Group(func(r chi.Router) {
 		// Disconnect is a POST from a page: refuse it from other origins.
@@ -224,4 +253,33 @@ func CheckLoopback(addr string) error {
 		host = "every interface"
 	}
 	return fmt.Errorf("--no-auth serves without authentication, so it binds only loopback (127.0.0.1, ::1, localhost); %q would listen on %s", addr, host)
+}
+
+// providerScopes lists the upstream providers the loaded tools use, with
+// the scopes they need, for the consent page.
+func providerScopes(cat *plugin.Catalog, providers *provider.Registry) []server.ProviderScopes {
+	var out []server.ProviderScopes
+	index := map[string]int{}
+	for _, b := range cat.Tools {
+		name := b.Tool.Provider
+		if name == "" {
+			continue
+		}
+		i, ok := index[name]
+		if !ok {
+			display := name
+			if p, ok := providers.Lookup(name); ok {
+				display = p.DisplayName()
+			}
+			i = len(out)
+			index[name] = i
+			out = append(out, server.ProviderScopes{Name: name, DisplayName: display})
+		}
+		for _, sc := range b.Tool.Scopes {
+			if !slices.Contains(out[i].Scopes, sc) {
+				out[i].Scopes = append(out[i].Scopes, sc)
+			}
+		}
+	}
+	return out
 }

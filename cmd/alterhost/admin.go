@@ -7,12 +7,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/alterhost/alterhost/host"
 	"github.com/alterhost/alterhost/oauth/provider"
+	"github.com/alterhost/alterhost/oauth/server"
 	"github.com/alterhost/alterhost/vault"
 	"github.com/alterhost/alterhost/vault/seal"
 	"github.com/alterhost/alterhost/vault/store"
@@ -199,4 +202,40 @@ func runProviders(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", p.Name(), ready, p.PKCE(), strings.Join(hosts, " "), how)
 	}
 	return tw.Flush()
+}
+
+// runSigninLink prints a fresh one-time sign-in link for alterhost's owner.
+func runSigninLink(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("alterhost signin-link", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sf := addStoreFlags(fs)
+	base := fs.String("base-url", "http://127.0.0.1:8080", "external `URL` of the running alterhost")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: alterhost signin-link [--base-url URL] [--data-dir DIR] [--database-url URL]")
+		fmt.Fprintln(stderr, "\nPrints a link that signs the owner in to the alterhost at URL, once, within 15 minutes.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	issuer, err := url.Parse(*base)
+	if err != nil {
+		return fmt.Errorf("--base-url: %w", err)
+	}
+	ctx := context.Background()
+	st, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	as, err := server.New(server.Options{Store: st, Issuer: issuer, Owner: host.LocalOwner})
+	if err != nil {
+		return err
+	}
+	link, err := as.SigninLink(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, link)
+	return nil
 }

@@ -36,14 +36,18 @@ Usage:
   alterhost grants [--subject S]
   alterhost providers [--providers FILE] [--json]
   alterhost vault rotate-key
+  alterhost signin-link [--base-url URL]
 
 Serving:
   With --stdio, alterhost speaks MCP on standard input and output, as a
   client such as Claude Desktop starts it. Otherwise it serves streamable
-  HTTP at http://ADDR/mcp. HTTP needs a sign-in, which alterhost does not
-  have yet: until then --no-auth is required, and only a loopback address
-  is accepted. Either way, http://ADDR/connect/ serves the pages through
-  which people connect their accounts; tools act for the local owner.
+  HTTP at http://ADDR/mcp, as an OAuth 2.1 authorization server: MCP
+  clients discover it, register, and send their person to sign in and
+  consent. At start alterhost prints a one-time sign-in link for its owner;
+  "alterhost signin-link" prints a fresh one. --no-auth serves without
+  sign-in, acting for the local owner, on loopback only. Either way,
+  http://ADDR/connect/ serves the pages through which people connect their
+  upstream accounts.
 
 Examples:
   alterhost --plugins ./plugins --no-auth        # http://127.0.0.1:8080/mcp
@@ -72,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runAudit(args[1:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "providers":
 		err = runProviders(args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "signin-link":
+		err = runSigninLink(args[1:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "grants":
 		err = runGrants(args[1:], stdout, stderr)
 	case len(args) >= 2 && args[0] == "vault" && args[1] == "rotate-key":
@@ -123,13 +129,13 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if *plugins == "" {
 		return errors.New("--plugins DIR is required (see --help)")
 	}
-	if !*stdio && !*noAuth {
-		return errors.New("HTTP needs authentication, which this alterhost does not have yet: use --stdio, or --no-auth on a loopback address")
-	}
-	// Without sign-in, every HTTP page acts for the local owner: only the
-	// owner's own machine may reach them.
-	if err := host.CheckLoopback(*addr); err != nil {
-		return err
+	// Without its authorization server, every HTTP page acts for the local
+	// owner: only the owner's own machine may reach them.
+	authMode := !*stdio && !*noAuth
+	if !authMode {
+		if err := host.CheckLoopback(*addr); err != nil {
+			return err
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -167,7 +173,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	srv, err := host.New(ctx, host.Config{PluginsDir: *plugins, DataDir: *sf.dataDir, DatabaseURL: *sf.databaseURL,
 		ProvidersFile: *providersFile, BaseURL: base, Dev: *dev, AllowPrivateEgress: *allowPrivate,
-		Version: version, Logger: logger})
+		Auth: authMode, Version: version, Logger: logger})
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -205,8 +211,19 @@ func serveHTTP(ctx context.Context, srv *host.Server, ln net.Listener, base stri
 	hs := newHTTPServer(srv.Handler(), logger)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	logger.Warn("serving MCP over HTTP WITHOUT authentication (--no-auth)", "url", base+"/mcp",
-		"tools", len(srv.Catalog.Tools))
+	if srv.Auth == nil {
+		logger.Warn("serving MCP over HTTP WITHOUT authentication (--no-auth)", "url", base+"/mcp",
+			"tools", len(srv.Catalog.Tools))
+	} else {
+		link, err := srv.Auth.SigninLink(ctx)
+		if err != nil {
+			return err
+		}
+		logger.Info("serving MCP over HTTP", "url", base+"/mcp", "tools", len(srv.Catalog.Tools))
+		// The one place a sign-in link is printed: it is a credential, valid
+		// once and for 15 minutes; `alterhost signin-link` makes another.
+		fmt.Fprintf(os.Stderr, "\nSign in to alterhost (once, within 15 minutes): %s\n\n", link)
+	}
 	select {
 	case err := <-errc:
 		return err

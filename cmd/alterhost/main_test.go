@@ -341,7 +341,7 @@ func TestRefusals(t *testing.T) {
 	}{
 		{[]string{"--plugins", plugins, "--no-auth", "--addr", "0.0.0.0:0"}, "binds only loopback"},
 		{[]string{"--plugins", plugins, "--no-auth", "--addr", ":0"}, "binds only loopback"},
-		{[]string{"--plugins", plugins}, "HTTP needs authentication"},
+		{[]string{"--plugins", plugins, "--addr", "0.0.0.0:0", "--data-dir", t.TempDir()}, "http issuer is only allowed on loopback"},
 		{[]string{"--stdio"}, "--plugins DIR is required"},
 		{[]string{"plugin", "inspect", "/nonexistent.wasm"}, "no such file"},
 	} {
