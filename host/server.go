@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -58,6 +59,9 @@ type Config struct {
 	// bearer tokens at /mcp; calls act for the person the token names.
 	// Without it every call acts for the local owner (stdio, --no-auth).
 	Auth bool
+	// AccessTokenTTL bounds the life of the access tokens the
+	// authorization server issues; zero means its default (1 h).
+	AccessTokenTTL time.Duration
 	// Version is reported to MCP clients.
 	Version string
 	Logger  *slog.Logger
@@ -153,7 +157,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if cfg.Auth {
 		s.Auth, err = server.New(server.Options{Store: s.store, Issuer: base, Owner: LocalOwner,
-			Providers: providerScopes(cat, providers), Connect: s.connect.ConnectURL, Logger: logger})
+			Providers: providerScopes(cat, providers), Connect: s.connect.ConnectURL,
+			AccessTTL: cfg.AccessTokenTTL, Logger: logger})
 		if err != nil {
 			return nil, err
 		}

@@ -110,6 +110,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	allowPrivate := fs.Bool("allow-private-egress", false, "let plugins reach loopback, private and link-local addresses (off: refused)")
 	stdio := fs.Bool("stdio", false, "serve MCP on standard input and output instead of HTTP")
 	noAuth := fs.Bool("no-auth", false, "serve HTTP without authentication (loopback addresses only)")
+	accessTTL := fs.Duration("access-token-ttl", time.Hour, "life of the access tokens alterhost issues to MCP clients")
 	logLevel := fs.String("log-level", "info", "`LEVEL` of logs on standard error: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -173,7 +174,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	srv, err := host.New(ctx, host.Config{PluginsDir: *plugins, DataDir: *sf.dataDir, DatabaseURL: *sf.databaseURL,
 		ProvidersFile: *providersFile, BaseURL: base, Dev: *dev, AllowPrivateEgress: *allowPrivate,
-		Auth: authMode, Version: version, Logger: logger})
+		Auth: authMode, AccessTokenTTL: *accessTTL, Version: version, Logger: logger})
 	if err != nil {
 		if ln != nil {
 			ln.Close()

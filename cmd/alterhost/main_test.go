@@ -197,9 +197,15 @@ func TestStdio(t *testing.T) {
 // MCP URL and the process.
 func start(t *testing.T, dir string, extra ...string) (string, *exec.Cmd, *syncBuffer) {
 	t.Helper()
+	return startWith(t, append([]string{"--no-auth", "--addr", "127.0.0.1:0", "--allow-private-egress",
+		"--plugins", dir, "--data-dir", t.TempDir()}, extra...))
+}
+
+// startWith runs alterhost with args and waits until it serves HTTP.
+func startWith(t *testing.T, args []string) (string, *exec.Cmd, *syncBuffer) {
+	t.Helper()
 	bin, _ := build(t)
-	cmd := exec.Command(bin, append([]string{"--no-auth", "--addr", "127.0.0.1:0", "--allow-private-egress",
-		"--plugins", dir, "--data-dir", t.TempDir()}, extra...)...)
+	cmd := exec.Command(bin, args...)
 	logs := &syncBuffer{}
 	pr, pw := io.Pipe()
 	cmd.Stderr = io.MultiWriter(logs, pw)

@@ -28,7 +28,39 @@ var (
 // page, and returns the page alterhost shows at the end.
 func Approve(t testing.TB, browser *http.Client, connectURL string) string {
 	t.Helper()
-	resp, err := browser.Get(connectURL)
+	resp := approve(t, browser, connectURL)
+	defer resp.Body.Close()
+	done, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("after approving: %d\n%s", resp.StatusCode, done)
+	}
+	return string(done)
+}
+
+// ApproveRedirect opens a URL whose page is a consent form (the sandbox's,
+// or alterhost's own for MCP clients), approves it, and returns where the
+// approval redirects to, without following it: an OAuth client's redirect
+// URI need not exist in a test.
+func ApproveRedirect(t testing.TB, browser *http.Client, pageURL string) *url.URL {
+	t.Helper()
+	noFollow := *browser
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp := approve(t, &noFollow, pageURL)
+	resp.Body.Close()
+	loc, err := resp.Location()
+	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther || err != nil {
+		t.Fatalf("approving did not redirect: %d %v", resp.StatusCode, err)
+	}
+	return loc
+}
+
+// approve loads the consent page at pageURL and posts its form with
+// decision=approve.
+func approve(t testing.TB, browser *http.Client, pageURL string) *http.Response {
+	t.Helper()
+	follow := *browser
+	follow.CheckRedirect = nil // the page itself may be a redirect away
+	resp, err := follow.Get(pageURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,10 +82,5 @@ func Approve(t testing.TB, browser *http.Client, connectURL string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	done, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("after approving: %d\n%s", resp.StatusCode, done)
-	}
-	return string(done)
+	return resp
 }
