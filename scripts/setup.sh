@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # setup.sh installs what alterhost's tests and plugin builds need beyond Go:
 # clang and lld (C plugins, wasm32), wabt (wat2wasm for the hostile-module
-# fixtures). It installs only what is missing, so it is quick to re-run.
+# fixtures), then runs the other setup-*.sh scripts beside it (browser and
+# Node.js test clients). It installs only what is missing, so it is quick
+# to re-run.
 set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v wasm-ld >/dev/null 2>&1 || need+=(lld)
 command -v wat2wasm >/dev/null 2>&1 || need+=(wabt)
+run_others() {
+	for extra in "$here"/setup-*.sh; do
+		[ -e "$extra" ] && bash "$extra"
+	done
+	return 0
+}
 if ((${#need[@]} == 0)); then
+	run_others
 	exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -23,3 +33,4 @@ echo "setup: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+run_others
