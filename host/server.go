@@ -18,7 +18,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/alterhost/alterhost/host/engine"
@@ -214,9 +213,7 @@ func (s *Server) routes(withMCP bool) http.Handler {
 		if s.Auth != nil {
 			// A valid token of this server, for this resource, or 401 with
 			// the challenge that tells the client where to sign in.
-			mcpHandler = auth.RequireBearerToken(s.Auth.Verify, &auth.RequireBearerTokenOptions{
-				ResourceMetadataURL: s.resourceMetadata, Scopes: []string{"mcp"},
-			})(mcpHandler)
+			mcpHandler = requireToken(s.Auth.Verify, s.resourceMetadata, []string{"mcp"}, mcpHandler)
 		}
 		r.Handle("/mcp", http.NewCrossOriginProtection().Handler(mcpHandler))
 	}
