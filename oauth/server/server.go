@@ -76,9 +76,7 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// authStore is what the server needs of Options.Store. It is asserted
-// rather than declared so this package builds both before and after
-// store.Store embeds store.AuthStore.
+// authStore is what the server uses of Options.Store.
 type authStore interface {
 	store.AuthStore
 	PutLink(ctx context.Context, l store.Link) error
@@ -108,10 +106,6 @@ const (
 func New(opts Options) (*Server, error) {
 	if opts.Store == nil {
 		return nil, errors.New("oauth server: no store")
-	}
-	as, ok := any(opts.Store).(authStore)
-	if !ok {
-		return nil, errors.New("oauth server: the store does not keep clients, codes and tokens")
 	}
 	if opts.Issuer == nil || (opts.Issuer.Scheme != "https" && opts.Issuer.Scheme != "http") || opts.Issuer.Host == "" {
 		return nil, errors.New("oauth server: the issuer must be an absolute http(s) URL")
@@ -157,7 +151,7 @@ func New(opts Options) (*Server, error) {
 	}
 	return &Server{
 		opts:     opts,
-		store:    as,
+		store:    opts.Store,
 		issuer:   issuer,
 		secure:   opts.Issuer.Scheme == "https",
 		resource: res,

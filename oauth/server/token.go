@@ -196,8 +196,32 @@ func (s *Server) redeemCode(ctx context.Context, c *client, form url.Values) (to
 	if !validVerifier(verifier) {
 		return tokenResponse{}, reqErr("invalid_request", "code_verifier is required: 43 to 128 unreserved characters")
 	}
+	// The checks and the minting run inside the redemption, so the tokens
+	// are stored with the code's use: a replay, however early, finds and
+	// revokes them. A check that fails still spends the code (see
+	// store.AuthStore.RedeemAuthCode): a code presented with the wrong
+	// client, redirect or verifier is no longer good for anyone.
 	family := random(18)
-	ac, err := s.store.RedeemAuthCode(ctx, hash(code), family, s.now())
+	var resp tokenResponse
+	ac, err := s.store.RedeemAuthCode(ctx, hash(code), family, s.now(), func(ac store.AuthCode) ([]store.Token, error) {
+		if ac.ClientID != c.ID {
+			return nil, grantErr("the code was issued to another client")
+		}
+		if form.Get("redirect_uri") != ac.RedirectURI {
+			return nil, grantErr("redirect_uri differs from the authorization request's")
+		}
+		sum := sha256.Sum256([]byte(verifier))
+		if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(ac.CodeChallenge)) != 1 {
+			return nil, grantErr("code_verifier does not match the code_challenge")
+		}
+		if err := resourceParam(form, ac.Resource); err != nil {
+			return nil, err
+		}
+		var ts []store.Token
+		ts, resp = s.mint(c, store.Token{FamilyID: family, ClientID: c.ID, Subject: ac.Subject,
+			Resource: ac.Resource, Scopes: ac.Scopes}, ac.Scopes)
+		return ts, nil
+	})
 	switch {
 	case errors.Is(err, store.ErrReused):
 		// The store revoked what the first redemption issued: whoever holds
@@ -209,23 +233,7 @@ func (s *Server) redeemCode(ctx context.Context, c *client, form url.Values) (to
 	case err != nil:
 		return tokenResponse{}, err
 	}
-	// The code is spent by now whatever follows: a code presented with the
-	// wrong client, redirect or verifier is no longer good for anyone.
-	if ac.ClientID != c.ID {
-		return tokenResponse{}, grantErr("the code was issued to another client")
-	}
-	if form.Get("redirect_uri") != ac.RedirectURI {
-		return tokenResponse{}, grantErr("redirect_uri differs from the authorization request's")
-	}
-	sum := sha256.Sum256([]byte(verifier))
-	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(ac.CodeChallenge)) != 1 {
-		return tokenResponse{}, grantErr("code_verifier does not match the code_challenge")
-	}
-	if err := resourceParam(form, ac.Resource); err != nil {
-		return tokenResponse{}, err
-	}
-	return s.issue(ctx, c, store.Token{FamilyID: family, ClientID: c.ID, Subject: ac.Subject,
-		Resource: ac.Resource, Scopes: ac.Scopes}, ac.Scopes, nil)
+	return resp, nil
 }
 
 // validVerifier: RFC 7636 §4.1.
@@ -241,13 +249,11 @@ func validVerifier(v string) bool {
 	return true
 }
 
-// issue mints an access token with accessScopes and, if the client may
+// mint makes an access token with accessScopes and, if the client may
 // refresh, a refresh token with the grant's full scopes (RFC 6749 §6: a
-// narrowed request narrows the access token, not the grant). rotate, if
-// not nil, stores them in place of a refresh token; otherwise they are
-// stored as new.
-func (s *Server) issue(ctx context.Context, c *client, base store.Token, accessScopes []string,
-	rotate func([]store.Token) error) (tokenResponse, error) {
+// narrowed request narrows the access token, not the grant), from base. It
+// returns them to be stored and the response that hands them out.
+func (s *Server) mint(c *client, base store.Token, accessScopes []string) ([]store.Token, tokenResponse) {
 	now := s.now()
 	access, refresh := accessPrefix+random(32), ""
 	at := base
@@ -259,17 +265,8 @@ func (s *Server) issue(ctx context.Context, c *client, base store.Token, accessS
 		rt.Hash, rt.Kind, rt.CreatedAt, rt.ExpiresAt = hash(refresh), store.RefreshToken, now, now.Add(s.opts.RefreshTTL)
 		ts = append(ts, rt)
 	}
-	var err error
-	if rotate != nil {
-		err = rotate(ts)
-	} else {
-		err = s.store.PutTokens(ctx, ts...)
-	}
-	if err != nil {
-		return tokenResponse{}, err
-	}
-	return tokenResponse{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(s.opts.AccessTTL.Seconds()),
-		RefreshToken: refresh, Scope: strings.Join(accessScopes, " ")}, nil
+	return ts, tokenResponse{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(s.opts.AccessTTL.Seconds()),
+		RefreshToken: refresh, Scope: strings.Join(accessScopes, " ")}
 }
 
 func (s *Server) refresh(ctx context.Context, c *client, form url.Values) (tokenResponse, error) {
@@ -303,17 +300,18 @@ func (s *Server) refresh(ctx context.Context, c *client, form url.Values) (token
 		}
 	}
 	base := store.Token{FamilyID: old.FamilyID, ClientID: c.ID, Subject: old.Subject, Resource: old.Resource, Scopes: old.Scopes}
-	return s.issue(ctx, c, base, scopes, func(ts []store.Token) error {
-		_, err := s.store.RotateRefresh(ctx, h, s.now(), s.opts.RefreshGrace, ts)
-		switch {
-		case errors.Is(err, store.ErrReused):
-			s.opts.Logger.Warn("oauth: refresh token reused after rotation; its family is revoked", "client_id", c.ID, "family", old.FamilyID)
-			return grantErr("the refresh token was already used")
-		case errors.Is(err, store.ErrNotFound):
-			return grantErr("unknown, expired or revoked refresh token")
-		}
-		return err
-	})
+	ts, resp := s.mint(c, base, scopes)
+	_, err = s.store.RotateRefresh(ctx, h, s.now(), s.opts.RefreshGrace, ts)
+	switch {
+	case errors.Is(err, store.ErrReused):
+		s.opts.Logger.Warn("oauth: refresh token reused after rotation; its family is revoked", "client_id", c.ID, "family", old.FamilyID)
+		return tokenResponse{}, grantErr("the refresh token was already used")
+	case errors.Is(err, store.ErrNotFound):
+		return tokenResponse{}, grantErr("unknown, expired or revoked refresh token")
+	case err != nil:
+		return tokenResponse{}, err
+	}
+	return resp, nil
 }
 
 // revoke is POST /revoke (RFC 7009). It revokes the family of the token

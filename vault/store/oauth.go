@@ -99,12 +99,30 @@ type AuthStore interface {
 
 	// PutAuthCode stores a new code.
 	PutAuthCode(ctx context.Context, c AuthCode) error
-	// RedeemAuthCode marks the code with codeHash used by family familyID
-	// and returns it, in one atomic step, if it exists, is unexpired at now
-	// and unused. A used code: its family is revoked and ErrReused returned
-	// (with the code as stored, of the first redemption's family). Missing
-	// or expired, used or not: ErrNotFound. familyID must not be empty.
-	RedeemAuthCode(ctx context.Context, codeHash []byte, familyID string, now time.Time) (AuthCode, error)
+	// RedeemAuthCode redeems the code with codeHash and issues its tokens,
+	// in one transaction. If the code exists, is unexpired at now and
+	// unused, mint is called with it as it will be stored (UsedAt now,
+	// FamilyID familyID) and returns the tokens the redemption issues, all
+	// of family familyID; the code is marked used and the tokens stored
+	// together, and the code is returned. A concurrent redemption or
+	// replay of the code waits for this one to finish, so a replay always
+	// finds the tokens, and only one of concurrent redemptions mints.
+	//
+	// If mint returns an error, the code is still marked used by familyID,
+	// with no tokens stored, and the code is returned with mint's error,
+	// not wrapped. A code is single use (RFC 6749 §4.1.2, §10.5): a failed
+	// redemption (wrong client, redirect URI or PKCE verifier) spends it,
+	// so a verifier cannot be guessed against one code, and presenting it
+	// again is a replay. If mint returns a token of another family, or
+	// storing its tokens fails, nothing changes and an error is returned.
+	//
+	// A used code: mint is not called, its family is revoked and ErrReused
+	// returned (with the code as stored, of the first redemption's family).
+	// Missing or expired, used or not: ErrNotFound. familyID must not be
+	// empty, nor mint nil. mint runs inside the store's transaction, holding
+	// its locks: it must be quick and must not call the store.
+	RedeemAuthCode(ctx context.Context, codeHash []byte, familyID string, now time.Time,
+		mint func(code AuthCode) ([]Token, error)) (AuthCode, error)
 
 	// PutTokens stores new tokens in one transaction: if one fails (its
 	// hash is already stored, say), none is stored.

@@ -14,15 +14,16 @@ import (
 // This file is the store.AuthStore half: clients, authorization codes,
 // token families and browser sessions.
 //
-// Redeeming a code and rotating a refresh token each read their row with
-// SELECT ... FOR UPDATE, so a concurrent redeemer or rotator waits for the
-// first to commit and then reads what it wrote. Every write that revokes
-// or extends a token family (rotation, revocation) first takes the
-// family's advisory lock (lockFamily), so that they happen one after the
-// other: without it, a revocation's UPDATE, under READ COMMITTED, would
-// not see a successor that a rotation running alongside inserts, and that
-// successor would escape; and two reuses in one family could deadlock on
-// each other's row locks.
+// Redeeming a code (with storing the tokens it issues) and rotating a
+// refresh token each read their row with SELECT ... FOR UPDATE, so a
+// concurrent redeemer or rotator waits for the first to commit and then
+// reads what it wrote. Every write that revokes or extends a token family
+// (rotation, revocation) first takes the family's advisory lock
+// (lockFamily), so that they happen one after the other: without it, a
+// revocation's UPDATE, under READ COMMITTED, would not see a successor
+// that a rotation running alongside inserts, and that successor would
+// escape; and two reuses in one family could deadlock on each other's row
+// locks.
 
 // familyLock is the first key of the family advisory locks, in the
 // two-key space, apart from migrationLock's ("altf" in ASCII).
@@ -93,15 +94,26 @@ func (s *Store) PutAuthCode(ctx context.Context, c store.AuthCode) error {
 	return nil
 }
 
-// RedeemAuthCode marks the code with codeHash used by familyID and returns
-// it, if it is unexpired at now and unused. Presented again, the code
+// RedeemAuthCode redeems the code with codeHash and stores the tokens
+// mint issues in one transaction, under the code's row lock, if the code
+// is unexpired at now and unused. If mint fails, the code is marked used
+// all the same and mint's error returned as is. Presented again, the code
 // revokes the family it started and comes back with store.ErrReused; the
 // revocation is committed although an error is returned.
-func (s *Store) RedeemAuthCode(ctx context.Context, codeHash []byte, familyID string, now time.Time) (store.AuthCode, error) {
+//
+// The new family takes no advisory lock: its tokens are unknown to anyone
+// until this transaction commits, and a replay of the code, the only other
+// way to reach the family, waits on the code's row lock until then.
+func (s *Store) RedeemAuthCode(ctx context.Context, codeHash []byte, familyID string, now time.Time,
+	mint func(store.AuthCode) ([]store.Token, error)) (store.AuthCode, error) {
 	if familyID == "" {
 		return store.AuthCode{}, errors.New("postgres: redeem code: empty family id")
 	}
+	if mint == nil {
+		return store.AuthCode{}, errors.New("postgres: redeem code: no mint function")
+	}
 	var code store.AuthCode
+	var mintErr error
 	reused := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
@@ -117,15 +129,39 @@ func (s *Store) RedeemAuthCode(ctx context.Context, codeHash []byte, familyID st
 		}
 		code, err = scanCode(tx.QueryRow(ctx, `UPDATE auth_codes SET used_at = $2, family_id = $3
 			WHERE code_hash = $1 RETURNING `+codeColumns, blob(codeHash), now, familyID))
-		return err
+		if err != nil {
+			return err
+		}
+		ts, err := mint(code)
+		if err != nil {
+			mintErr = err // commit the code as used, without tokens
+			return nil
+		}
+		if err := mintedFamily(familyID, ts); err != nil {
+			return err
+		}
+		return insertTokens(ctx, tx, ts)
 	})
 	if err != nil {
 		return store.AuthCode{}, fmt.Errorf("postgres: redeem code: %w", err)
+	}
+	if mintErr != nil {
+		return code, mintErr
 	}
 	if reused {
 		return code, fmt.Errorf("postgres: redeem code: %w", store.ErrReused)
 	}
 	return code, nil
+}
+
+// mintedFamily refuses tokens minted for a code outside its new family.
+func mintedFamily(familyID string, ts []store.Token) error {
+	for i, t := range ts {
+		if t.FamilyID != familyID {
+			return fmt.Errorf("minted token %d is of family %q, not the redemption's %q", i, t.FamilyID, familyID)
+		}
+	}
+	return nil
 }
 
 const tokenColumns = `hash, kind, family_id, client_id, subject, resource, scopes,

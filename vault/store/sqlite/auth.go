@@ -12,7 +12,8 @@ import (
 
 // This file is the store.AuthStore half: clients, authorization codes,
 // token families and browser sessions. The single-use steps, redeeming a
-// code and rotating a refresh token, run in one BEGIN IMMEDIATE
+// code (with storing the tokens it issues) and rotating a refresh token,
+// run in one BEGIN IMMEDIATE
 // transaction (see tx), which holds SQLite's write lock from the first
 // read: a concurrent redeemer or rotator, in any process, starts only once
 // the first has committed, and sees what it wrote.
@@ -81,15 +82,22 @@ func (s *Store) PutAuthCode(ctx context.Context, c store.AuthCode) error {
 	return nil
 }
 
-// RedeemAuthCode marks the code with codeHash used by familyID and returns
-// it, if it is unexpired at now and unused. Presented again, the code
-// revokes the family it started and comes back with store.ErrReused; the
-// revocation is committed although an error is returned.
-func (s *Store) RedeemAuthCode(ctx context.Context, codeHash []byte, familyID string, now time.Time) (store.AuthCode, error) {
+// RedeemAuthCode redeems the code with codeHash and stores the tokens
+// mint issues in one write transaction, if the code is unexpired at now
+// and unused. If mint fails, the code is marked used all the same and
+// mint's error returned as is. Presented again, the code revokes the
+// family it started and comes back with store.ErrReused; the revocation
+// is committed although an error is returned.
+func (s *Store) RedeemAuthCode(ctx context.Context, codeHash []byte, familyID string, now time.Time,
+	mint func(store.AuthCode) ([]store.Token, error)) (store.AuthCode, error) {
 	if familyID == "" {
 		return store.AuthCode{}, errors.New("sqlite: redeem code: empty family id")
 	}
+	if mint == nil {
+		return store.AuthCode{}, errors.New("sqlite: redeem code: no mint function")
+	}
 	var code store.AuthCode
+	var mintErr error
 	reused := false
 	err := s.tx(ctx, func(c *sql.Conn) error {
 		var err error
@@ -106,15 +114,39 @@ func (s *Store) RedeemAuthCode(ctx context.Context, codeHash []byte, familyID st
 		}
 		code, err = scanCode(c.QueryRowContext(ctx, `UPDATE auth_codes SET used_at = ?, family_id = ?
 			WHERE code_hash = ? RETURNING `+codeColumns, now.UnixMicro(), familyID, blob(codeHash)))
-		return err
+		if err != nil {
+			return err
+		}
+		ts, err := mint(code)
+		if err != nil {
+			mintErr = err // commit the code as used, without tokens
+			return nil
+		}
+		if err := mintedFamily(familyID, ts); err != nil {
+			return err
+		}
+		return insertTokens(ctx, c, ts)
 	})
 	if err != nil {
 		return store.AuthCode{}, fmt.Errorf("sqlite: redeem code: %w", err)
+	}
+	if mintErr != nil {
+		return code, mintErr
 	}
 	if reused {
 		return code, fmt.Errorf("sqlite: redeem code: %w", store.ErrReused)
 	}
 	return code, nil
+}
+
+// mintedFamily refuses tokens minted for a code outside its new family.
+func mintedFamily(familyID string, ts []store.Token) error {
+	for i, t := range ts {
+		if t.FamilyID != familyID {
+			return fmt.Errorf("minted token %d is of family %q, not the redemption's %q", i, t.FamilyID, familyID)
+		}
+	}
+	return nil
 }
 
 const tokenColumns = `hash, kind, family_id, client_id, subject, resource, scopes,

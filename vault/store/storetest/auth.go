@@ -188,6 +188,22 @@ func testClientReplace(t *testing.T, s store.Store) {
 	same(t, "other client", getClient(t, s, "other"), newClient("other"))
 }
 
+// noTokens is a mint that issues nothing.
+func noTokens(store.AuthCode) ([]store.Token, error) { return nil, nil }
+
+// issuing is a mint that issues ts.
+func issuing(ts ...store.Token) func(store.AuthCode) ([]store.Token, error) {
+	return func(store.AuthCode) ([]store.Token, error) { return ts, nil }
+}
+
+// neverMint is a mint for redemptions that must not reach it.
+func neverMint(t *testing.T, what string) func(store.AuthCode) ([]store.Token, error) {
+	return func(store.AuthCode) ([]store.Token, error) {
+		t.Errorf("%s: mint was called", what)
+		return nil, errors.New("mint must not be called")
+	}
+}
+
 func testCodeRedeem(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	c, other := newCode("one"), newCode("two")
@@ -195,22 +211,32 @@ func testCodeRedeem(t *testing.T, s store.Store) {
 	dup := c
 	dup.ClientID = "client-2"
 	otherError(t, "PutAuthCode of a stored hash", s.PutAuthCode(ctx, dup))
-	_, err := s.RedeemAuthCode(ctx, c.CodeHash, "", t0)
+	_, err := s.RedeemAuthCode(ctx, c.CodeHash, "", t0, neverMint(t, "empty family"))
 	otherError(t, "RedeemAuthCode with an empty family", err)
+	_, err = s.RedeemAuthCode(ctx, c.CodeHash, "fam-1", t0, nil)
+	otherError(t, "RedeemAuthCode without mint", err)
 
-	got, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-1", t0.In(elsewhere))
+	want := c
+	want.UsedAt, want.FamilyID = t0, "fam-1"
+	calls := 0
+	got, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-1", t0.In(elsewhere), func(code store.AuthCode) ([]store.Token, error) {
+		calls++
+		same(t, "code passed to mint", code, want) // as it will be stored
+		return nil, nil
+	})
 	if err != nil {
 		t.Fatalf("RedeemAuthCode: %v", err)
 	}
-	want := c
-	want.UsedAt, want.FamilyID = t0, "fam-1"
+	if calls != 1 {
+		t.Errorf("mint called %d times, want once", calls)
+	}
 	same(t, "redeemed code", got, want)
 
-	_, err = s.RedeemAuthCode(ctx, []byte("never stored"), "fam-x", t0)
+	_, err = s.RedeemAuthCode(ctx, []byte("never stored"), "fam-x", t0, neverMint(t, "unknown hash"))
 	notFound(t, "RedeemAuthCode of an unknown hash", err)
-	_, err = s.RedeemAuthCode(ctx, other.CodeHash[:len(other.CodeHash)-1], "fam-x", t0)
+	_, err = s.RedeemAuthCode(ctx, other.CodeHash[:len(other.CodeHash)-1], "fam-x", t0, neverMint(t, "prefix"))
 	notFound(t, "RedeemAuthCode of a prefix of a hash", err)
-	got, err = s.RedeemAuthCode(ctx, other.CodeHash, "fam-2", t0.Add(time.Second))
+	got, err = s.RedeemAuthCode(ctx, other.CodeHash, "fam-2", t0.Add(time.Second), noTokens)
 	if err != nil {
 		t.Fatalf("RedeemAuthCode of the other code: %v", err)
 	}
@@ -219,24 +245,27 @@ func testCodeRedeem(t *testing.T, s store.Store) {
 	}
 }
 
+// testCodeReplay: a replay revokes what the first redemption minted, and
+// nothing else.
 func testCodeReplay(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	c := newCode("replayed")
 	putCodes(t, s, c)
-	if _, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-1", t0); err != nil {
-		t.Fatalf("RedeemAuthCode: %v", err)
-	}
 	family := []store.Token{
 		newToken(store.AccessToken, "fam-1", "a"),
 		newToken(store.RefreshToken, "fam-1", "r"),
 	}
+	if _, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-1", t0, issuing(family...)); err != nil {
+		t.Fatalf("RedeemAuthCode: %v", err)
+	}
+	live(t, "the minted tokens", family, s)
 	stranger := newToken(store.AccessToken, "fam-2", "a2")
-	putTokens(t, s, append(family, stranger)...)
+	putTokens(t, s, stranger)
 
 	want := c
 	want.UsedAt, want.FamilyID = t0, "fam-1" // the first redemption's
 	for i := range 2 {
-		got, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-3", t0.Add(time.Second))
+		got, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-3", t0.Add(time.Second), neverMint(t, "replay"))
 		reused(t, fmt.Sprintf("replay %d", i+1), err)
 		same(t, "replayed code", got, want)
 	}
@@ -246,24 +275,101 @@ func testCodeReplay(t *testing.T, s store.Store) {
 	notFound(t, "RotateRefresh in a revoked family", err)
 }
 
+// testCodeMint: the tokens mint returns are stored with the redemption,
+// all of them or, with the code left unused, none.
+func testCodeMint(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c := newCode("minted")
+	putCodes(t, s, c)
+	taken := newToken(store.AccessToken, "fam-0", "taken")
+	putTokens(t, s, taken)
+	access := newToken(store.AccessToken, "fam-1", "a")
+	refresh := newToken(store.RefreshToken, "fam-1", "r")
+	stray := newToken(store.RefreshToken, "fam-2", "r")
+
+	// A token of another family: refused, nothing changes.
+	_, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-1", t0, issuing(access, stray))
+	otherError(t, "RedeemAuthCode minting another family's token", err)
+	dead(t, "tokens of a refused redemption", []store.Token{access, stray}, s)
+	// A hash already stored: nothing is stored.
+	dupe := taken
+	dupe.FamilyID = "fam-1"
+	_, err = s.RedeemAuthCode(ctx, c.CodeHash, "fam-1", t0, issuing(access, dupe))
+	otherError(t, "RedeemAuthCode minting a stored hash", err)
+	dead(t, "tokens of a failed redemption", []store.Token{access}, s)
+	live(t, "the token whose hash was minted again", []store.Token{taken}, s)
+
+	// Both left the code unused.
+	got, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-1", t0, issuing(access, refresh))
+	if err != nil {
+		t.Fatalf("RedeemAuthCode after refused mints: %v", err)
+	}
+	if got.FamilyID != "fam-1" || !got.UsedAt.Equal(t0) {
+		t.Errorf("redeemed code: family %q used at %v", got.FamilyID, got.UsedAt)
+	}
+	for _, want := range []store.Token{access, refresh} {
+		tok, err := s.GetToken(ctx, want.Hash, t0)
+		if err != nil {
+			t.Fatalf("GetToken of a minted token: %v", err)
+		}
+		same(t, "minted token", tok, want)
+	}
+	_, err = s.RotateRefresh(ctx, refresh.Hash, t0, 0, []store.Token{newToken(store.RefreshToken, "fam-1", "r2")})
+	if err != nil {
+		t.Errorf("RotateRefresh of a minted refresh token: %v", err)
+	}
+}
+
+// testCodeMintFails: a mint error spends the code, stores none of what
+// mint returned, and comes back as is; presenting the code again is a
+// replay.
+func testCodeMintFails(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	c := newCode("failing")
+	putCodes(t, s, c)
+	tok := newToken(store.AccessToken, "fam-1", "a")
+	refused := errors.New("code_verifier does not match")
+	got, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-1", t0, func(store.AuthCode) ([]store.Token, error) {
+		return []store.Token{tok}, refused
+	})
+	if err != refused {
+		t.Fatalf("RedeemAuthCode with a failing mint: err = %v, want mint's error unwrapped", err)
+	}
+	want := c
+	want.UsedAt, want.FamilyID = t0, "fam-1"
+	same(t, "code of a failed redemption", got, want)
+	dead(t, "tokens of a failed mint", []store.Token{tok}, s)
+
+	// Spent: the right verifier cannot follow the wrong one.
+	got, err = s.RedeemAuthCode(ctx, c.CodeHash, "fam-2", t0.Add(time.Second), neverMint(t, "after a failed mint"))
+	reused(t, "redemption after a failed mint", err)
+	same(t, "code replayed after a failed mint", got, want)
+	// Each replay revokes the family the failed redemption named, like any
+	// other, whatever was put in it since.
+	putTokens(t, s, tok)
+	_, err = s.RedeemAuthCode(ctx, c.CodeHash, "fam-3", t0.Add(time.Second), neverMint(t, "second replay"))
+	reused(t, "second replay after a failed mint", err)
+	dead(t, "family replayed after a failed mint", []store.Token{tok}, s)
+}
+
 func testCodeExpiry(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	c := newCode("expiring")
 	putCodes(t, s, c)
 	expires := c.ExpiresAt
 	for _, now := range []time.Time{expires, expires.Add(time.Microsecond), expires.Add(time.Hour)} {
-		_, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-1", now)
-		notFound(t, fmt.Sprintf("RedeemAuthCode at expiry+%v", now.Sub(expires)), err)
+		what := fmt.Sprintf("RedeemAuthCode at expiry+%v", now.Sub(expires))
+		_, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-1", now, neverMint(t, what))
+		notFound(t, what, err)
 	}
 	// Refusing an expired code does not consume it for an earlier clock.
-	if _, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-1", expires.Add(-time.Microsecond)); err != nil {
+	tok := newToken(store.AccessToken, "fam-1", "a")
+	if _, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-1", expires.Add(-time.Microsecond), issuing(tok)); err != nil {
 		t.Fatalf("RedeemAuthCode just before expiry: %v", err)
 	}
 	// Replayed once expired, a used code is gone like any other: nothing
 	// is revoked.
-	tok := newToken(store.AccessToken, "fam-1", "a")
-	putTokens(t, s, tok)
-	_, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-2", expires)
+	_, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-2", expires, neverMint(t, "replay of an expired code"))
 	notFound(t, "replay of an expired code", err)
 	live(t, "family of an expired code", []store.Token{tok}, s)
 }
@@ -573,7 +679,7 @@ func testAuthSeparate(t *testing.T, s store.Store) {
 	if err := s.PutLink(ctx, l); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RedeemAuthCode(ctx, h, "fam", t0); err != nil {
+	if _, err := s.RedeemAuthCode(ctx, h, "fam", t0, noTokens); err != nil {
 		t.Errorf("RedeemAuthCode: %v", err)
 	}
 	if _, err := s.RotateRefresh(ctx, h, t0, 0, nil); err != nil {
@@ -633,7 +739,7 @@ func testDeleteExpiredAuth(t *testing.T, s store.Store) {
 	}
 
 	for i, c := range codes {
-		_, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-new", before)
+		_, err := s.RedeemAuthCode(ctx, c.CodeHash, "fam-new", before, noTokens)
 		if i < 2 {
 			notFound(t, "RedeemAuthCode of a deleted code", err)
 		} else if err != nil {
@@ -678,26 +784,33 @@ func testDeleteExpiredAuth(t *testing.T, s store.Store) {
 }
 
 // testRedeemOnce races redemptions of one code on both handles: exactly
-// one wins; every other is a replay, told the winner's family.
+// one mints, and wins; every other is a replay, told the winner's family,
+// and revokes the tokens the winner minted, which were stored with its
+// redemption.
 func testRedeemOnce(t *testing.T, a, b store.Store) {
 	c := newCode("raced")
 	putCodes(t, a, c)
 	const n = 10
-	var won, lost atomic.Int32
+	var won, lost, minted atomic.Int32
 	var mu sync.Mutex
 	var winner string
 	var told []string
 	var wg sync.WaitGroup
 	start := make(chan struct{})
+	tokens := make([][]store.Token, n)
 	for i := range n {
 		s := a
 		if i%2 == 1 {
 			s = b
 		}
+		family := fmt.Sprintf("fam-%d", i)
+		tokens[i] = []store.Token{newToken(store.AccessToken, family, "a"), newToken(store.RefreshToken, family, "r")}
 		wg.Go(func() {
 			<-start
-			family := fmt.Sprintf("fam-%d", i)
-			got, err := s.RedeemAuthCode(t.Context(), c.CodeHash, family, t0)
+			got, err := s.RedeemAuthCode(t.Context(), c.CodeHash, family, t0, func(store.AuthCode) ([]store.Token, error) {
+				minted.Add(1)
+				return tokens[i], nil
+			})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -714,13 +827,18 @@ func testRedeemOnce(t *testing.T, a, b store.Store) {
 	}
 	close(start)
 	wg.Wait()
-	if won.Load() != 1 || lost.Load() != n-1 {
-		t.Fatalf("%d redemptions won and %d were replays, want 1 and %d", won.Load(), lost.Load(), n-1)
+	if won.Load() != 1 || lost.Load() != n-1 || minted.Load() != 1 {
+		t.Fatalf("%d redemptions won, %d were replays and %d minted, want 1, %d and 1",
+			won.Load(), lost.Load(), minted.Load(), n-1)
 	}
 	for _, f := range told {
 		if f != winner {
 			t.Errorf("a replay was told family %q, want the winner's %q", f, winner)
 		}
+	}
+	// The winner's tokens revoked by the replays; the others never stored.
+	for _, ts := range tokens {
+		dead(t, "tokens after concurrent redemptions", ts, a, b)
 	}
 }
 

@@ -19,9 +19,14 @@
 //     its Metadata comes back byte for byte, not re-encoded;
 //   - codes, tokens and sessions are live while now is before ExpiresAt, like
 //     links; an expired code is ErrNotFound even if used, and revokes nothing;
-//   - RedeemAuthCode returns the code with UsedAt now and FamilyID set; a
-//     replay returns the stored code, of the first redemption's family, and
-//     it refuses an empty familyID;
+//   - RedeemAuthCode returns the code with UsedAt now and FamilyID set, and
+//     passes mint the code so; a replay returns the stored code, of the
+//     first redemption's family, and never calls mint; it refuses an empty
+//     familyID and a nil mint; mint's error comes back unwrapped (==);
+//   - a failed mint spends the code (it is used, of familyID, with no
+//     tokens) and stores nothing it returned; a minted token of another
+//     family, or whose hash is stored, changes nothing, the code included;
+//   - of concurrent redemptions of one code, exactly one calls mint;
 //   - PutAuthCode and PutTokens refuse a hash already stored;
 //   - RotateRefresh returns the old token as stored afterwards: RotatedAt is
 //     now after the first rotation and stays so on retries; a retry at
@@ -111,6 +116,8 @@ var cases = []struct {
 	{"ClientReplace", testClientReplace},
 	{"CodeRedeem", testCodeRedeem},
 	{"CodeReplay", testCodeReplay},
+	{"CodeMint", testCodeMint},
+	{"CodeMintFails", testCodeMintFails},
 	{"CodeExpiry", testCodeExpiry},
 	{"TokenRoundTrip", testTokenRoundTrip},
 	{"TokenExpiry", testTokenExpiry},
