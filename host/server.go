@@ -83,6 +83,31 @@ type Server struct {
 	logger  *slog.Logger
 	// resourceMetadata is the RFC 9728 document's URL, for 401 challenges.
 	resourceMetadata string
+	// stopSweep ends the sweeper of expired rows.
+	stopSweep context.CancelFunc
+	swept     chan struct{}
+}
+
+// sweepEvery is how often expired links, flows, codes, tokens and sessions
+// are deleted.
+const sweepEvery = 10 * time.Minute
+
+// sweep deletes expired single-use rows now and every sweepEvery until ctx
+// ends, so the tables hold only what can still be used.
+func (s *Server) sweep(ctx context.Context) {
+	defer close(s.swept)
+	tick := time.NewTicker(sweepEvery)
+	defer tick.Stop()
+	for {
+		if err := s.store.DeleteExpired(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			s.logger.Warn("deleting expired rows failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // New opens the vault and loads every plugin in cfg.PluginsDir. A plugin
@@ -164,6 +189,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.resourceMetadata = base.JoinPath(".well-known", "oauth-protected-resource", "mcp").String()
 	}
 	s.MCP = mcpserver.New(cat, cfg.Version, logger, s.toolSubject)
+	sweepCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopSweep, s.swept = stop, make(chan struct{})
+	go s.sweep(sweepCtx)
 	return s, nil
 }
 
@@ -171,6 +199,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 // Call it after in-flight calls have finished.
 func (s *Server) Close(ctx context.Context) error {
 	var errs []error
+	if s.stopSweep != nil {
+		s.stopSweep()
+		<-s.swept
+	}
 	if s.Catalog != nil {
 		errs = append(errs, s.Catalog.Close(ctx))
 	}
