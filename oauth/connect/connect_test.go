@@ -430,6 +430,9 @@ func (f *flow) checkPage(p page) {
 	if got := p.header.Get("Cache-Control"); got != "no-store" {
 		f.t.Errorf("the %d page at %s has Cache-Control %q, want no-store", p.status, p.url.Path, got)
 	}
+	if !strings.Contains(p.header.Get("Content-Security-Policy"), "frame-ancestors 'none'") || p.header.Get("X-Frame-Options") != "DENY" {
+		f.t.Errorf("the %d page at %s may be framed", p.status, p.url.Path)
+	}
 }
 
 // checkLogs: the logs hold no token and no verifier, except those the
