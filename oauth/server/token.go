@@ -125,21 +125,30 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*client, 
 	return c, nil
 }
 
-// token is POST /token.
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+// clientRequest begins a token or revocation request: the per-address
+// rate limit, the form, and the client's authentication. ok is false when
+// it has already answered.
+func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request, endpoint string) (c *client, form url.Values, ok bool) {
 	if !s.tokenIPLimit.allow(remoteIP(r)) {
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusTooManyRequests, oauthError{"invalid_request", "too many requests; slow down"})
-		return
+		return c, nil, false
 	}
 	form, err := readForm(w, r)
-	if err != nil {
-		s.writeTokenError(w, "token", err)
-		return
+	if err == nil {
+		c, err = s.authenticateClient(r, form)
 	}
-	c, err := s.authenticateClient(r, form)
 	if err != nil {
-		s.writeTokenError(w, "token", err)
+		s.writeTokenError(w, endpoint, err)
+		return c, nil, false
+	}
+	return c, form, true
+}
+
+// token is POST /token.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	c, form, ok := s.clientRequest(w, r, "token")
+	if !ok {
 		return
 	}
 	if !s.tokenLimit.allow(c.ID) {
@@ -148,7 +157,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	gt := form.Get("grant_type")
-	var resp tokenResponse
+	var (
+		resp tokenResponse
+		err  error
+	)
 	switch gt {
 	case "authorization_code":
 		resp, err = s.redeemCode(r.Context(), c, form)
@@ -319,19 +331,8 @@ func (s *Server) refresh(ctx context.Context, c *client, form url.Values) (token
 // same: the RFC asks for that, and it tells a prober nothing about
 // whether a token exists.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	if !s.tokenIPLimit.allow(remoteIP(r)) {
-		w.Header().Set("Retry-After", "5")
-		writeJSON(w, http.StatusTooManyRequests, oauthError{"invalid_request", "too many requests; slow down"})
-		return
-	}
-	form, err := readForm(w, r)
-	if err != nil {
-		s.writeTokenError(w, "revoke", err)
-		return
-	}
-	c, err := s.authenticateClient(r, form)
-	if err != nil {
-		s.writeTokenError(w, "revoke", err)
+	c, form, ok := s.clientRequest(w, r, "revoke")
+	if !ok {
 		return
 	}
 	raw := form.Get("token")
