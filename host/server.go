@@ -18,12 +18,15 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 
 	"github.com/alterhost/alterhost/host/engine"
 	"github.com/alterhost/alterhost/host/mcpserver"
 	"github.com/alterhost/alterhost/host/plugin"
 	"github.com/alterhost/alterhost/oauth/connect"
+	"github.com/alterhost/alterhost/oauth/jwtverify"
 	"github.com/alterhost/alterhost/oauth/provider"
 	"github.com/alterhost/alterhost/oauth/sandbox"
 	"github.com/alterhost/alterhost/oauth/server"
@@ -61,6 +64,13 @@ type Config struct {
 	// AccessTokenTTL bounds the life of the access tokens the
 	// authorization server issues; zero means its default (1 h).
 	AccessTokenTTL time.Duration
+	// TrustIssuer, with Auth, replaces alterhost's authorization server by
+	// an external one: /mcp takes the JWT access tokens that issuer signs
+	// for BaseURL/mcp, and calls act for their subject. Connect pages then
+	// have no signed-in person and refuse every link (see httpSubject).
+	TrustIssuer string
+	// TrustJWKS is the external issuer's key set URL; empty discovers it.
+	TrustJWKS string
 	// Version is reported to MCP clients.
 	Version string
 	Logger  *slog.Logger
@@ -73,14 +83,21 @@ type Server struct {
 	Vault   *vault.Vault
 	// Sandbox is the dev provider, or nil without Config.Dev.
 	Sandbox *sandbox.Sandbox
-	// Auth is the authorization server, or nil without Config.Auth.
+	// Auth is the authorization server, or nil without Config.Auth or
+	// with Config.TrustIssuer.
 	Auth *server.Server
+	// Trust checks the external issuer's tokens, or is nil without
+	// Config.TrustIssuer.
+	Trust *jwtverify.Verifier
 
 	engine  engine.Engine
 	store   store.Store
 	auditor *vault.Auditor
 	connect *connect.Service
 	logger  *slog.Logger
+	// verify checks the bearer tokens /mcp requires: Auth's or Trust's, or
+	// nil when calls act for the local owner.
+	verify auth.TokenVerifier
 	// resourceMetadata is the RFC 9728 document's URL, for 401 challenges.
 	resourceMetadata string
 	// stopSweep ends the sweeper of expired rows.
@@ -179,13 +196,27 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if len(cat.Tools) == 0 {
 		logger.Warn("no tools to serve", "plugins", cfg.PluginsDir)
 	}
-	if cfg.Auth {
+	if cfg.TrustIssuer != "" && !cfg.Auth {
+		return nil, errors.New("an external issuer needs authentication on: drop --no-auth and --stdio")
+	}
+	switch {
+	case cfg.TrustIssuer != "":
+		s.Trust, err = jwtverify.New(ctx, jwtverify.Options{Issuer: cfg.TrustIssuer, JWKSURL: cfg.TrustJWKS,
+			Audience: base.JoinPath("mcp").String()})
+		if err != nil {
+			return nil, err
+		}
+		s.verify = s.Trust.Verify
+	case cfg.Auth:
 		s.Auth, err = server.New(server.Options{Store: s.store, Issuer: base, Owner: LocalOwner,
 			Providers: providerScopes(cat, providers), Connect: s.connect.ConnectURL,
 			AccessTTL: cfg.AccessTokenTTL, Logger: logger})
 		if err != nil {
 			return nil, err
 		}
+		s.verify = s.Auth.Verify
+	}
+	if s.verify != nil {
 		s.resourceMetadata = base.JoinPath(".well-known", "oauth-protected-resource", "mcp").String()
 	}
 	s.MCP = mcpserver.New(cat, cfg.Version, logger, s.toolSubject)
@@ -242,15 +273,28 @@ func (s *Server) routes(withMCP bool) http.Handler {
 	if withMCP {
 		var mcpHandler http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.MCP },
 			&mcp.StreamableHTTPOptions{Logger: s.logger, MaxRequestBodyBytes: maxRequestBody})
-		if s.Auth != nil {
+		switch {
+		case s.Auth != nil:
 			// A valid token of this server, for this resource, or 401 with
 			// the challenge that tells the client where to sign in.
-			mcpHandler = requireToken(s.Auth.Verify, s.resourceMetadata, []string{"mcp"}, mcpHandler)
+			mcpHandler = requireToken(s.verify, s.resourceMetadata, []string{"mcp"}, mcpHandler)
+		case s.Trust != nil:
+			// The external issuer's scopes are its own to name: its token's
+			// audience, this resource, is what admits it.
+			mcpHandler = requireToken(s.verify, s.resourceMetadata, nil, mcpHandler)
 		}
 		r.Handle("/mcp", http.NewCrossOriginProtection().Handler(mcpHandler))
 	}
 	if s.Auth != nil {
 		s.Auth.Routes(r)
+	}
+	if s.Trust != nil {
+		// RFC 9728: the external issuer is where clients sign in.
+		prm := auth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
+			Resource: s.Trust.Audience(), AuthorizationServers: []string{s.Trust.Issuer()},
+			BearerMethodsSupported: []string{"header"}, ResourceName: "alterhost"})
+		r.Handle("/.well-known/oauth-protected-resource", prm)
+		r.Handle("/.well-known/oauth-protected-resource/mcp", prm)
 	}
 	r.Group(func(r chi.Router) {
 		// Disconnect is a POST from a page: refuse it from other origins.

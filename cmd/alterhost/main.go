@@ -43,8 +43,10 @@ Serving:
   client such as Claude Desktop starts it. Otherwise it serves streamable
   HTTP at http://ADDR/mcp, as an OAuth 2.1 authorization server: MCP
   clients discover it, register, and send their person to sign in and
-  consent. At start alterhost prints a one-time sign-in link for its owner;
-  "alterhost signin-link" prints a fresh one. --no-auth serves without
+  consent. At start alterhost prints a one-time sign-in link for its
+  owner; "alterhost signin-link" prints a fresh one. --trust-issuer URL
+  runs no authorization server: /mcp takes the JWT access tokens that
+  external issuer signs for http://ADDR/mcp. --no-auth serves without
   sign-in, acting for the local owner, on loopback only. Either way,
   http://ADDR/connect/ serves the pages through which people connect their
   upstream accounts.
@@ -110,6 +112,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	allowPrivate := fs.Bool("allow-private-egress", false, "let plugins reach loopback, private and link-local addresses (off: refused)")
 	stdio := fs.Bool("stdio", false, "serve MCP on standard input and output instead of HTTP")
 	noAuth := fs.Bool("no-auth", false, "serve HTTP without authentication (loopback addresses only)")
+	trustIssuer := fs.String("trust-issuer", "", "accept at /mcp the JWT access tokens of this external authorization server (issuer `URL`) instead of running alterhost's own")
+	trustJWKS := fs.String("trust-jwks", "", "`URL` of the --trust-issuer's key set (default: from its discovery document)")
 	accessTTL := fs.Duration("access-token-ttl", time.Hour, "life of the access tokens alterhost issues to MCP clients")
 	logLevel := fs.String("log-level", "info", "`LEVEL` of logs on standard error: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -133,6 +137,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	// Without its authorization server, every HTTP page acts for the local
 	// owner: only the owner's own machine may reach them.
 	authMode := !*stdio && !*noAuth
+	if *trustIssuer == "" && *trustJWKS != "" {
+		return errors.New("--trust-jwks needs --trust-issuer")
+	}
+	if *trustIssuer != "" && !authMode {
+		return errors.New("--trust-issuer guards HTTP MCP with tokens: it does not go with --no-auth or --stdio")
+	}
 	if !authMode {
 		if err := host.CheckLoopback(*addr); err != nil {
 			return err
@@ -174,7 +184,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	srv, err := host.New(ctx, host.Config{PluginsDir: *plugins, DataDir: *sf.dataDir, DatabaseURL: *sf.databaseURL,
 		ProvidersFile: *providersFile, BaseURL: base, Dev: *dev, AllowPrivateEgress: *allowPrivate,
-		Auth: authMode, AccessTokenTTL: *accessTTL, Version: version, Logger: logger})
+		Auth: authMode, AccessTokenTTL: *accessTTL, TrustIssuer: *trustIssuer, TrustJWKS: *trustJWKS,
+		Version: version, Logger: logger})
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -212,10 +223,15 @@ func serveHTTP(ctx context.Context, srv *host.Server, ln net.Listener, base stri
 	hs := newHTTPServer(srv.Handler(), logger)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	if srv.Auth == nil {
+	switch {
+	case srv.Trust != nil:
+		logger.Info("serving MCP over HTTP", "url", base+"/mcp", "tools", len(srv.Catalog.Tools),
+			"trusted_issuer", srv.Trust.Issuer(), "jwks", srv.Trust.JWKSURL(), "audience", srv.Trust.Audience())
+		logger.Warn("Connect pages refuse every link with an external issuer: they cannot tell who the browser is")
+	case srv.Auth == nil:
 		logger.Warn("serving MCP over HTTP WITHOUT authentication (--no-auth)", "url", base+"/mcp",
 			"tools", len(srv.Catalog.Tools))
-	} else {
+	default:
 		link, err := srv.Auth.SigninLink(ctx)
 		if err != nil {
 			return err

@@ -317,3 +317,9 @@ func match(keys []jose.JSONWebKey, kid string, alg jose.SignatureAlgorithm) []jo
 	}
 	return out
 }
+
+// Issuer is the issuer whose tokens are accepted.
+func (v *Verifier) Issuer() string { return v.opts.Issuer }
+
+// Audience is the resource the tokens must be for.
+func (v *Verifier) Audience() string { return v.opts.Audience }
