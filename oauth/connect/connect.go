@@ -158,7 +158,9 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	if s.Subject != nil {
 		if who, err := s.Subject(r); err != nil || who != link.Subject {
 			s.page(w, http.StatusForbidden, "This Connect link belongs to another person",
-				"Sign in to alterhost as the person who called the tool, then call it again for a fresh link.")
+				"Open a fresh link in a browser signed in to alterhost as the person who called the tool. "+
+					"An alterhost that trusts an external authorization server has no sign-in of its own, "+
+					"so it cannot connect accounts from a browser.")
 			return
 		}
 	}
