@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -150,4 +151,16 @@ type AuthStore interface {
 	GetSession(ctx context.Context, hash []byte, now time.Time) (Session, error)
 	// DeleteSession ends a session; a missing one is not an error.
 	DeleteSession(ctx context.Context, hash []byte) error
+}
+
+// CheckFamily refuses tokens outside familyID: what a redemption mints, or
+// what a rotation stores as successors, must join the family it extends.
+// Backends call it before writing; it is shared so both refuse alike.
+func CheckFamily(familyID string, ts []Token) error {
+	for i, t := range ts {
+		if t.FamilyID != familyID {
+			return fmt.Errorf("token %d is of family %q, not %q", i, t.FamilyID, familyID)
+		}
+	}
+	return nil
 }

@@ -137,7 +137,7 @@ func (s *Store) RedeemAuthCode(ctx context.Context, codeHash []byte, familyID st
 			mintErr = err // commit the code as used, without tokens
 			return nil
 		}
-		if err := mintedFamily(familyID, ts); err != nil {
+		if err := store.CheckFamily(familyID, ts); err != nil {
 			return err
 		}
 		return insertTokens(ctx, tx, ts)
@@ -152,16 +152,6 @@ func (s *Store) RedeemAuthCode(ctx context.Context, codeHash []byte, familyID st
 		return code, fmt.Errorf("postgres: redeem code: %w", store.ErrReused)
 	}
 	return code, nil
-}
-
-// mintedFamily refuses tokens minted for a code outside its new family.
-func mintedFamily(familyID string, ts []store.Token) error {
-	for i, t := range ts {
-		if t.FamilyID != familyID {
-			return fmt.Errorf("minted token %d is of family %q, not the redemption's %q", i, t.FamilyID, familyID)
-		}
-	}
-	return nil
 }
 
 const tokenColumns = `hash, kind, family_id, client_id, subject, resource, scopes,
@@ -253,7 +243,7 @@ func (s *Store) RotateRefresh(ctx context.Context, hash []byte, now time.Time, g
 		if old.Kind != store.RefreshToken || !old.RevokedAt.IsZero() || !old.ExpiresAt.After(now) {
 			return store.ErrNotFound
 		}
-		if err := sameFamily(old, successors); err != nil {
+		if err := store.CheckFamily(old.FamilyID, successors); err != nil {
 			return err
 		}
 		switch {
@@ -279,16 +269,6 @@ func (s *Store) RotateRefresh(ctx context.Context, hash []byte, now time.Time, g
 		return old, fmt.Errorf("postgres: rotate refresh token: %w", store.ErrReused)
 	}
 	return old, nil
-}
-
-// sameFamily refuses successors outside old's family.
-func sameFamily(old store.Token, successors []store.Token) error {
-	for i, t := range successors {
-		if t.FamilyID != old.FamilyID {
-			return fmt.Errorf("successor %d is of family %q, not the old token's %q", i, t.FamilyID, old.FamilyID)
-		}
-	}
-	return nil
 }
 
 // revokeFamily sets revoked_at on the tokens of family not yet revoked,

@@ -122,7 +122,7 @@ func (s *Store) RedeemAuthCode(ctx context.Context, codeHash []byte, familyID st
 			mintErr = err // commit the code as used, without tokens
 			return nil
 		}
-		if err := mintedFamily(familyID, ts); err != nil {
+		if err := store.CheckFamily(familyID, ts); err != nil {
 			return err
 		}
 		return insertTokens(ctx, c, ts)
@@ -137,16 +137,6 @@ func (s *Store) RedeemAuthCode(ctx context.Context, codeHash []byte, familyID st
 		return code, fmt.Errorf("sqlite: redeem code: %w", store.ErrReused)
 	}
 	return code, nil
-}
-
-// mintedFamily refuses tokens minted for a code outside its new family.
-func mintedFamily(familyID string, ts []store.Token) error {
-	for i, t := range ts {
-		if t.FamilyID != familyID {
-			return fmt.Errorf("minted token %d is of family %q, not the redemption's %q", i, t.FamilyID, familyID)
-		}
-	}
-	return nil
 }
 
 const tokenColumns = `hash, kind, family_id, client_id, subject, resource, scopes,
@@ -234,7 +224,7 @@ func (s *Store) RotateRefresh(ctx context.Context, hash []byte, now time.Time, g
 		if old.Kind != store.RefreshToken || !old.RevokedAt.IsZero() || !old.ExpiresAt.After(now) {
 			return store.ErrNotFound
 		}
-		if err := sameFamily(old, successors); err != nil {
+		if err := store.CheckFamily(old.FamilyID, successors); err != nil {
 			return err
 		}
 		switch {
@@ -260,16 +250,6 @@ func (s *Store) RotateRefresh(ctx context.Context, hash []byte, now time.Time, g
 		return old, fmt.Errorf("sqlite: rotate refresh token: %w", store.ErrReused)
 	}
 	return old, nil
-}
-
-// sameFamily refuses successors outside old's family.
-func sameFamily(old store.Token, successors []store.Token) error {
-	for i, t := range successors {
-		if t.FamilyID != old.FamilyID {
-			return fmt.Errorf("successor %d is of family %q, not the old token's %q", i, t.FamilyID, old.FamilyID)
-		}
-	}
-	return nil
 }
 
 // execer is a *sql.DB or a *sql.Conn.
