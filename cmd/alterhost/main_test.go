@@ -27,6 +27,7 @@ import (
 
 	"github.com/alterhost/alterhost/abi"
 	"github.com/alterhost/alterhost/host/plugin"
+	"github.com/alterhost/alterhost/internal/proctest"
 )
 
 var (
@@ -195,18 +196,18 @@ func TestStdio(t *testing.T) {
 
 // start runs alterhost serving HTTP on a free loopback port and returns its
 // MCP URL and the process.
-func start(t *testing.T, dir string, extra ...string) (string, *exec.Cmd, *syncBuffer) {
+func start(t *testing.T, dir string, extra ...string) (string, *exec.Cmd, *proctest.Buffer) {
 	t.Helper()
 	return startWith(t, append([]string{"--no-auth", "--addr", "127.0.0.1:0", "--allow-private-egress",
 		"--plugins", dir, "--data-dir", t.TempDir()}, extra...))
 }
 
 // startWith runs alterhost with args and waits until it serves HTTP.
-func startWith(t *testing.T, args []string) (string, *exec.Cmd, *syncBuffer) {
+func startWith(t *testing.T, args []string) (string, *exec.Cmd, *proctest.Buffer) {
 	t.Helper()
 	bin, _ := build(t)
 	cmd := exec.Command(bin, args...)
-	logs := &syncBuffer{}
+	logs := &proctest.Buffer{}
 	pr, pw := io.Pipe()
 	cmd.Stderr = io.MultiWriter(logs, pw)
 	if err := cmd.Start(); err != nil {
@@ -232,23 +233,6 @@ func startWith(t *testing.T, args []string) (string, *exec.Cmd, *syncBuffer) {
 		t.Fatalf("alterhost did not start:\n%s", logs.String())
 	}
 	return "", nil, nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestHTTP(t *testing.T) {

@@ -79,7 +79,7 @@ type Child struct {
 	role  string
 	stdin io.WriteCloser
 	lines chan string
-	out   syncBuffer
+	out   Buffer
 	done  chan struct{}
 	err   error // set before done is closed
 }
@@ -214,18 +214,22 @@ func (c *Child) Kill(t testing.TB) {
 	}
 }
 
-type syncBuffer struct {
+// Buffer collects output written from several goroutines, such as a
+// child's stderr or a server's log, for a test to read meanwhile.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+// String returns what was written so far.
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()

@@ -232,23 +232,6 @@ func (s *spyStore) PutConnectState(ctx context.Context, cs store.ConnectState) e
 	return s.Store.PutConnectState(ctx, cs)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // flow is a connect.Service on 127.0.0.1 with a real vault on an SQLite
 // store, providers "acme" and "other" at one fake upstream, and a clock.
 type flow struct {
@@ -259,7 +242,7 @@ type flow struct {
 	svc   *connect.Service
 	srv   *httptest.Server
 	skew  atomic.Int64 // added to the Service's clock
-	logs  syncBuffer
+	logs  proctest.Buffer
 	links []string
 }
 
