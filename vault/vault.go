@@ -361,15 +361,6 @@ func (v *Vault) Rekey(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Grants lists subject's grants ("" for everyone's), without secrets.
-func (v *Vault) Grants(ctx context.Context, subject string) ([]store.Grant, error) {
-	gs, err := v.store.ListGrants(ctx, subject)
-	for i := range gs {
-		gs[i].Secret = nil
-	}
-	return gs, err
-}
-
 func without(want, have []string) []string {
 	var missing []string
 	for _, s := range want {
