@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/alterhost/alterhost/vault/store"
 )
@@ -71,6 +72,10 @@ type Options struct {
 	// a lost response) before presenting it revokes its family. Defaults:
 	// 1h, 30d, 1m, 30s.
 	AccessTTL, RefreshTTL, CodeTTL, RefreshGrace time.Duration
+	// MetadataClient fetches Client ID Metadata Documents: the https URLs
+	// a client may present as its client_id instead of registering. Nil:
+	// a client that reaches only public addresses (see cimd.go).
+	MetadataClient *http.Client
 	// Now is the clock; default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -94,6 +99,9 @@ type Server struct {
 	registerLimit *limiter // per remote IP
 	tokenIPLimit  *limiter // per remote IP
 	tokenLimit    *limiter // per client id
+
+	// fetches collapses concurrent fetches of one client metadata document.
+	fetches singleflight.Group
 }
 
 // Lifetimes of what the server hands out, beyond the configurable ones.
