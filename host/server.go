@@ -219,7 +219,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.verify != nil {
 		s.resourceMetadata = base.JoinPath(".well-known", "oauth-protected-resource", "mcp").String()
 	}
-	s.MCP = mcpserver.New(cat, cfg.Version, logger, s.toolSubject)
+	conns := &mcpserver.Connections{Connected: s.Vault.Connected}
+	s.connect.Connected = conns.Completed
+	s.MCP = mcpserver.New(cat, mcpserver.Options{Version: cfg.Version, Logger: logger, Identify: s.toolSubject,
+		Connections: conns})
 	sweepCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopSweep, s.swept = stop, make(chan struct{})
 	go s.sweep(sweepCtx)
@@ -271,8 +274,7 @@ func (s *Server) routes(withMCP bool) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	if withMCP {
-		var mcpHandler http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.MCP },
-			&mcp.StreamableHTTPOptions{Logger: s.logger, MaxRequestBodyBytes: maxRequestBody})
+		mcpHandler := s.streamable()
 		switch {
 		case s.Auth != nil:
 			// A valid token of this server, for this resource, or 401 with
@@ -305,6 +307,32 @@ func (s *Server) routes(withMCP bool) http.Handler {
 		r.Handle("/sandbox/*", s.Sandbox.BrowserHandler())
 	}
 	return r
+}
+
+// statelessVersion is the first protocol revision without sessions: its
+// requests name it in the MCP-Protocol-Version header, and the SDK serves
+// it only from a stateless handler.
+const statelessVersion = "2026-07-28"
+
+// streamable serves MCP over streamable HTTP in every revision the SDK
+// speaks: 2026-07-28 and later statelessly, each request standing alone;
+// older revisions in sessions, which 2025-11-25's server-to-client
+// notifications (a URL elicitation's completion) need.
+func (s *Server) streamable() http.Handler {
+	server := func(*http.Request) *mcp.Server { return s.MCP }
+	sessions := mcp.NewStreamableHTTPHandler(server,
+		&mcp.StreamableHTTPOptions{Logger: s.logger, MaxRequestBodyBytes: maxRequestBody})
+	stateless := mcp.NewStreamableHTTPHandler(server,
+		&mcp.StreamableHTTPOptions{Logger: s.logger, MaxRequestBodyBytes: maxRequestBody, Stateless: true})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Dates compare as strings; the stateless handler refuses a
+		// version it does not know.
+		if r.Header.Get("MCP-Protocol-Version") >= statelessVersion {
+			stateless.ServeHTTP(w, r)
+			return
+		}
+		sessions.ServeHTTP(w, r)
+	})
 }
 
 // ServeStdio serves MCP over standard input and output until the client

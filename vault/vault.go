@@ -202,6 +202,20 @@ func (v *Vault) Credential(ctx context.Context, subject, provider string, scopes
 	return s.AccessToken, nil
 }
 
+// Connected reports whether subject has an active grant at provider that
+// covers scopes. It reads the store, not this process's cache, so it sees
+// a connection made through another instance at once.
+func (v *Vault) Connected(ctx context.Context, subject, provider string, scopes []string) (bool, error) {
+	g, err := v.store.GetGrant(ctx, subject, provider)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return g.Status == store.GrantActive && len(without(scopes, g.Scopes)) == 0, nil
+}
+
 func (v *Vault) expiring(g store.Grant) bool {
 	return !g.ExpiresAt.IsZero() && v.now().Add(v.refreshEarly).After(g.ExpiresAt)
 }

@@ -27,12 +27,24 @@ const ErrorMetaKey = "alterhost/error"
 // enters a call; the vault reads it from the call's context.
 type Identify func(ctx context.Context, req *mcp.CallToolRequest) (subject string, err error)
 
+// Options configure New.
+type Options struct {
+	// Version is reported to clients.
+	Version string
+	Logger  *slog.Logger
+	// Identify names the person each call acts for.
+	Identify Identify
+	// Connections, if set, offers Connect URLs as URL elicitations to
+	// clients that declared them, instead of only in a failed result.
+	Connections *Connections
+}
+
 // New returns an MCP server offering every tool of cat, each call acting
-// for the person identify names.
-func New(cat *plugin.Catalog, version string, logger *slog.Logger, identify Identify) *mcp.Server {
-	s := mcp.NewServer(&mcp.Implementation{Name: "alterhost", Version: version}, &mcp.ServerOptions{Logger: logger})
+// for the person opts.Identify names.
+func New(cat *plugin.Catalog, opts Options) *mcp.Server {
+	s := mcp.NewServer(&mcp.Implementation{Name: "alterhost", Version: opts.Version}, &mcp.ServerOptions{Logger: opts.Logger})
 	for _, b := range cat.Tools {
-		s.AddTool(toolOf(b.Tool), handler(b, identify))
+		s.AddTool(toolOf(b.Tool), handler(b, &opts))
 	}
 	return s
 }
@@ -74,17 +86,42 @@ func toolOf(t *abi.Tool) *mcp.Tool {
 	return mt
 }
 
-func handler(b plugin.Binding, identify Identify) mcp.ToolHandler {
+func handler(b plugin.Binding, opts *Options) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		id, err := identity(ctx, req, b.Tool, identify)
+		id, err := identity(ctx, req, b.Tool, opts.Identify)
 		if err != nil {
 			return failed(b.Tool.Name, &plugin.Failure{Kind: "unauthenticated", Message: err.Error()}), nil
 		}
-		out, err := b.Plugin.Call(vault.WithIdentity(ctx, id), b.Tool, req.Params.Arguments)
+		ctx = vault.WithIdentity(ctx, id)
+		mode := elicitationOf(req)
+		if resp, ok := req.Params.InputResponses[connectInput]; ok && opts.Connections != nil {
+			// The retry of a call whose Connect URL the client showed.
+			if r, _ := resp.(*mcp.ElicitResult); r == nil || r.Action != "accept" {
+				return failed(b.Tool.Name, &plugin.Failure{Kind: "declined",
+					Message: "the person did not connect the account the tool needs; call it again to be asked again"}), nil
+			}
+			// Run the tool whether or not the wait saw the connection: the
+			// grant decides, and a failure now says the URL in words rather
+			// than asking again in a loop.
+			opts.Connections.wait(ctx, req.Params.RequestState, id.Subject, b.Tool.Provider, b.Tool.Scopes)
+			mode = noElicitation
+		}
+		out, err := b.Plugin.Call(ctx, b.Tool, req.Params.Arguments)
 		if err != nil {
 			var f *plugin.Failure
 			if !errors.As(err, &f) {
 				f = &plugin.Failure{Kind: "internal", Message: err.Error()}
+			}
+			if r := f.Request; r != nil && r.ConnectURL != "" && opts.Connections != nil {
+				switch mode {
+				case elicitByRequest:
+					eid := opts.Connections.add(id.Subject, b.Tool.Provider, nil)
+					return &mcp.CallToolResult{RequestState: eid,
+						InputRequests: mcp.InputRequestMap{connectInput: elicitParams(b.Tool.Name, r, eid)}}, nil
+				case elicitByError:
+					eid := opts.Connections.add(id.Subject, b.Tool.Provider, req.Session)
+					return nil, mcp.URLElicitationRequiredError([]*mcp.ElicitParams{elicitParams(b.Tool.Name, r, eid)})
+				}
 			}
 			return failed(b.Tool.Name, f), nil
 		}

@@ -58,7 +58,10 @@ type Service struct {
 	// LinkTTL and FlowTTL bound how long a Connect URL and a started flow
 	// stay usable.
 	LinkTTL, FlowTTL time.Duration
-	Now              func() time.Time
+	// Connected, if set, hears that subject just connected provider, so a
+	// client waiting on that (a URL elicitation) can go on.
+	Connected func(ctx context.Context, subject, provider string)
+	Now       func() time.Time
 }
 
 func (s *Service) now() time.Time {
@@ -244,6 +247,9 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.Vault.Save(r.Context(), st.Subject, name, tok); err != nil {
 		s.fail(w, "callback", err)
 		return
+	}
+	if s.Connected != nil {
+		s.Connected(r.Context(), st.Subject, name)
 	}
 	who := ""
 	if tok.AccountID != "" {
