@@ -1,6 +1,11 @@
 // Package jwttest is an external authorization server for tests: an
 // httptest server on 127.0.0.1 publishing RFC 8414 metadata, OpenID
 // discovery and a JWKS, and signing JWT access tokens with its keys.
+//
+// It is also a minimal OpenID Connect provider (oidc.go): /authorize
+// signs in a scripted user without asking and redirects back with a code,
+// and /token exchanges the code, checking the client and PKCE, for an ID
+// token carrying the nonce.
 package jwttest
 
 import (
@@ -30,6 +35,8 @@ type Issuer struct {
 	srv  *httptest.Server
 	mu   sync.Mutex
 	keys []jose.JSONWebKey // private keys; the JWKS publishes their public halves
+
+	op provider // the OpenID Connect side, guarded by mu
 }
 
 // New starts an Issuer with one RS256 key, "k1", closed when t ends.
@@ -38,9 +45,18 @@ func New(t testing.TB) *Issuer {
 	is := &Issuer{}
 	mux := http.NewServeMux()
 	meta := func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, map[string]any{"issuer": is.URL, "jwks_uri": is.URL + "/jwks",
-			"authorization_endpoint": is.URL + "/authorize", "token_endpoint": is.URL + "/token",
-			"response_types_supported": []string{"code"}})
+		writeJSON(w, map[string]any{
+			"issuer":                                is.URL,
+			"jwks_uri":                              is.URL + "/jwks",
+			"authorization_endpoint":                is.URL + "/authorize",
+			"token_endpoint":                        is.URL + "/token",
+			"response_types_supported":              []string{"code"},
+			"subject_types_supported":               []string{"public"},
+			"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
+			"scopes_supported":                      []string{"openid", "email", "profile"},
+			"code_challenge_methods_supported":      []string{"S256"},
+			"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "none"},
+		})
 	}
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", meta)
 	mux.HandleFunc("GET /.well-known/openid-configuration", meta)
@@ -54,6 +70,8 @@ func New(t testing.TB) *Issuer {
 		is.mu.Unlock()
 		writeJSON(w, set)
 	})
+	mux.HandleFunc("GET /authorize", is.authorize)
+	mux.HandleFunc("POST /token", is.token)
 	is.srv = httptest.NewServer(mux)
 	t.Cleanup(is.srv.Close)
 	is.URL = is.srv.URL
@@ -114,19 +132,23 @@ func (is *Issuer) Claims(subject, audience string) map[string]any {
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()}
 }
 
-// Sign signs claims with key k as a JWT.
+// Sign signs claims with key k as a JWT access token (typ at+jwt).
 func Sign(t testing.TB, k jose.JSONWebKey, claims any) string {
 	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Algorithm), Key: k},
-		(&jose.SignerOptions{}).WithType("at+jwt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := jwt.Signed(signer).Claims(claims).Serialize()
+	s, err := sign(k, "at+jwt", claims)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+func sign(k jose.JSONWebKey, typ string, claims any) (string, error) {
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Algorithm), Key: k},
+		(&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
+	if err != nil {
+		return "", err
+	}
+	return jwt.Signed(signer).Claims(claims).Serialize()
 }
 
 // Token signs claims with the issuer's key "k1".
