@@ -241,8 +241,8 @@ func TestBrowserConsent(t *testing.T) {
 	if sandbox == nil || sandbox.LinkText != "Connect" || !strings.HasPrefix(sandbox.Href, base+"/connect/sandbox?") {
 		t.Fatalf("consent page lists no Sandbox provider with a Connect link: %+v\n%s", page.Providers, page.Text)
 	}
-	if page.Buttons != "Approve,Deny" {
-		t.Errorf("consent page buttons = %q; want Approve,Deny", page.Buttons)
+	if page.Buttons != "Approve,Deny,Sign out" {
+		t.Errorf("consent page buttons = %q; want Approve,Deny,Sign out", page.Buttons)
 	}
 
 	// Connect the sandbox from the consent page: the link opens a new tab.

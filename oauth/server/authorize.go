@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"net/url"
@@ -155,8 +154,9 @@ func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, a *authRe
 	s.redirectResponse(w, r, a, url.Values{"error": {code}, "error_description": {desc}})
 }
 
-// authorize is GET /authorize: check the request, then the sign-in page or
-// the consent page.
+// authorize is GET /authorize: check the request, then the consent page,
+// or first sign-in: the sign-in page in owner mode, the OIDC provider in
+// OIDC mode, either returning here.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	a, ok := s.checkAuthRequest(w, r, r.URL.Query())
 	if !ok {
@@ -168,6 +168,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
+		if s.oidc != nil {
+			s.startOIDC(w, r, r.URL.RequestURI())
+			return
+		}
 		s.render(w, http.StatusOK, "", "signin", signinPage{Title: "Sign in to alterhost", Next: r.URL.RequestURI()})
 		return
 	}
@@ -250,7 +254,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 	// The session's CSRF token proves the form came from the consent page
 	// this server rendered for this browser, not from another site posting
 	// an approval in the person's name.
-	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(sess.CSRF)) != 1 || sess.CSRF == "" {
+	if !csrfOK(r.PostForm.Get("csrf"), sess.CSRF) {
 		s.message(w, http.StatusForbidden, "This approval did not come from alterhost's page",
 			"Nothing was approved. Start again from your application.")
 		return

@@ -45,7 +45,7 @@ var pages = template.Must(template.New("pages").Parse(layout + `
 {{define "message"}}{{template "top" .}}{{if .Detail}}<p>{{.Detail}}</p>{{end}}{{template "bottom" .}}{{end}}
 
 {{define "signin"}}{{template "top" .}}
-<p>A client wants to connect to this alterhost. First, sign in as its owner.</p>
+<p>To go on, sign in to this alterhost as its owner.</p>
 <p>This alterhost runs in <strong>owner mode</strong>: one person uses it, and signs in with a
 single-use link instead of a password. Open the sign-in link alterhost printed when it started,
 or run <code>alterhost signin-link</code> on its machine for a fresh one, in this browser.
@@ -81,6 +81,19 @@ needs them:</p>
 <button type="submit" name="decision" value="deny">Deny</button></p>
 </form>
 <p><small>Client id: <code>{{.ClientID}}</code></small></p>
+<form method="post" action="/signout">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<p><small>Not you? <button type="submit">Sign out</button></small></p>
+</form>
+{{template "bottom" .}}{{end}}
+
+{{define "refused"}}{{template "top" .}}
+<p>You signed in at <strong>{{.Issuer}}</strong> as {{if .Email}}<strong>{{.Email}}</strong>
+(subject <code>{{.Subject}}</code>){{else}}subject <code>{{.Subject}}</code>{{end}}.
+This alterhost does not admit that account{{if .Unverified}}: its e-mail address is not verified
+there, and this alterhost admits people by verified address{{end}}.</p>
+<p>Nothing was stored. If you have another account there, sign out of it at the sign-in service and
+start again from your application; otherwise ask this alterhost's operator to admit you.</p>
 {{template "bottom" .}}{{end}}
 `))
 
@@ -90,6 +103,13 @@ type messagePage struct{ Title, Detail string }
 type signinPage struct {
 	Title string
 	Next  string
+}
+
+// refusedPage tells a person the OIDC provider signed in who they are and
+// that this alterhost does not admit them.
+type refusedPage struct {
+	Title, Issuer, Subject, Email string
+	Unverified                    bool
 }
 
 type providerView struct {

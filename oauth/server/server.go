@@ -12,8 +12,13 @@
 // are stored only as SHA-256 hashes; the raw values exist only in the
 // responses that hand them out.
 //
-// Sign-in is in owner mode: one person, the owner, signs in with a
-// single-use link alterhost prints (SigninLink). No password exists.
+// Sign-in has two modes. In owner mode (the default) one person, the
+// owner, signs in with a single-use link alterhost prints (SigninLink); no
+// password exists. In OIDC mode (Options.OIDC) people sign in through an
+// external OpenID Connect provider and act as the subject it names. The
+// sign-in routes can also be served alone (SigninRoutes), for an alterhost
+// whose tokens come from an external issuer but whose Connect pages must
+// still know who the browser is.
 package server
 
 import (
@@ -59,7 +64,11 @@ type Options struct {
 	// Scopes are the scopes clients may ask for. Default: ["mcp"].
 	Scopes []string
 	// Owner is the subject a person signed in in owner mode acts as.
+	// Required unless OIDC is set.
 	Owner string
+	// OIDC, if set, signs people in through an OpenID Connect provider
+	// instead of owner mode's links.
+	OIDC *OIDCConfig
 	// Providers are listed on the consent page.
 	Providers []ProviderScopes
 	// Connect mints a Connect URL through which subject grants scopes at
@@ -86,6 +95,9 @@ type authStore interface {
 	store.AuthStore
 	PutLink(ctx context.Context, l store.Link) error
 	TakeLink(ctx context.Context, tokenHash []byte, now time.Time) (store.Link, error)
+	// OIDC sign-in flows ride in Connect's flow rows (see startOIDC).
+	PutConnectState(ctx context.Context, s store.ConnectState) error
+	TakeConnectState(ctx context.Context, stateHash []byte, now time.Time) (store.ConnectState, error)
 }
 
 // Server is the authorization server. It is safe for concurrent use.
@@ -99,6 +111,10 @@ type Server struct {
 	registerLimit *limiter // per remote IP
 	tokenIPLimit  *limiter // per remote IP
 	tokenLimit    *limiter // per client id
+	signinLimit   *limiter // OIDC sign-ins started, per remote IP
+
+	// oidc signs people in in OIDC mode; nil in owner mode.
+	oidc *oidcSignin
 
 	// fetches collapses concurrent fetches of one client metadata document.
 	fetches singleflight.Group
@@ -127,7 +143,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Issuer.Scheme == "http" && !isLoopbackHost(opts.Issuer.Hostname()) {
 		return nil, errors.New("oauth server: an http issuer is only allowed on loopback; use https")
 	}
-	if opts.Owner == "" {
+	if opts.Owner == "" && opts.OIDC == nil {
 		return nil, errors.New("oauth server: no owner subject")
 	}
 	issuer := strings.TrimSuffix(opts.Issuer.String(), "/")
@@ -157,6 +173,16 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	var op *oidcSignin
+	if opts.OIDC != nil {
+		if op, err = newOIDCSignin(*opts.OIDC, issuer+oidcCallbackPath, opts.Now); err != nil {
+			return nil, err
+		}
+		if op.admitsAnyone() {
+			opts.Logger.Warn("oauth: OIDC sign-in admits everyone the issuer signs in; "+
+				"limit it with allowed e-mail domains or people", "issuer", op.cfg.Issuer)
+		}
+	}
 	return &Server{
 		opts:     opts,
 		store:    opts.Store,
@@ -171,6 +197,10 @@ func New(opts Options) (*Server, error) {
 		// these are far above that and far below guessing speed.
 		tokenIPLimit: newLimiter(5, 30),
 		tokenLimit:   newLimiter(2, 10),
+		// Each OIDC start stores a flow for 10 minutes; a person needs a
+		// handful, a script filling the store thousands.
+		signinLimit: newLimiter(0.5, 30),
+		oidc:        op,
 	}, nil
 }
 
@@ -180,17 +210,41 @@ func setDefault(d *time.Duration, v time.Duration) {
 	}
 }
 
-// Routes mounts the server on r:
+// Routes mounts the whole server on r: SigninRoutes and AuthServerRoutes.
+func (s *Server) Routes(r chi.Router) {
+	s.SigninRoutes(r)
+	s.AuthServerRoutes(r)
+}
+
+// SigninRoutes mounts what signs a browser in and out:
+//
+//	GET  /signin?link=...&next=..., POST /signin   owner mode: the link; without one, the sign-in page
+//	                                               (OIDC mode: redirects to the OIDC start)
+//	GET  /signin/oidc?next=...                     OIDC mode: start, to the provider
+//	GET  /signin/oidc/callback                     OIDC mode: the provider's redirect back
+//	POST /signout                                  end the session (CSRF token, same origin)
+func (s *Server) SigninRoutes(r chi.Router) {
+	r.Get("/signin", s.signin)
+	r.Post("/signin", s.signin)
+	if s.oidc != nil {
+		r.Get(oidcStartPath, s.oidcStart)
+		r.Get(oidcCallbackPath, s.oidcCallback)
+	}
+	// The CSRF token alone would do; refusing cross-site posts outright
+	// also keeps another site from even trying.
+	r.Method(http.MethodPost, "/signout", http.NewCrossOriginProtection().Handler(http.HandlerFunc(s.signout)))
+}
+
+// AuthServerRoutes mounts the authorization server for MCP clients:
 //
 //	GET  /.well-known/oauth-protected-resource[/mcp]   RFC 9728
 //	GET  /.well-known/oauth-authorization-server       RFC 8414
 //	GET  /.well-known/openid-configuration             the same document
 //	POST /register                                     RFC 7591
 //	GET  /authorize, POST /authorize                   sign-in check, consent
-//	GET  /signin?link=..., POST /signin                owner-mode sign-in
 //	POST /token                                        RFC 6749
 //	POST /revoke                                       RFC 7009
-func (s *Server) Routes(r chi.Router) {
+func (s *Server) AuthServerRoutes(r chi.Router) {
 	prm := cors(http.HandlerFunc(s.protectedResource))
 	r.Handle("/.well-known/oauth-protected-resource", prm)
 	if p := strings.TrimRight(s.resource.Path, "/"); p != "" {
@@ -204,8 +258,6 @@ func (s *Server) Routes(r chi.Router) {
 	r.Handle("/revoke", cors(http.HandlerFunc(s.revoke)))
 	r.Get("/authorize", s.authorize)
 	r.Post("/authorize", s.consent)
-	r.Get("/signin", s.signin)
-	r.Post("/signin", s.signin)
 }
 
 func (s *Server) now() time.Time { return s.opts.Now() }

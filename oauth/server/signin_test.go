@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/alterhost/alterhost/vault/store"
 )
 
@@ -39,7 +41,7 @@ func TestMetadata(t *testing.T) {
 		"grant_types_supported":                          []any{"authorization_code", "refresh_token"},
 		"token_endpoint_auth_methods_supported":          []any{"none", "client_secret_basic", "client_secret_post"},
 		"authorization_response_iss_parameter_supported": true,
-		"client_id_metadata_document_supported":          false,
+		"client_id_metadata_document_supported":          true,
 		"scopes_supported":                               []any{"mcp"},
 	}
 	for k, v := range want {
@@ -211,5 +213,159 @@ func TestNewRejects(t *testing.T) {
 	u, _ := url.Parse("https://alterhost.example")
 	if _, err := New(Options{Store: st, Issuer: u}); err == nil {
 		t.Error("no owner accepted")
+	}
+}
+
+// TestSignout: the consent page's form ends the session with its CSRF
+// token; without it, or from another site, nothing happens. A signed-out
+// session is refused everywhere, even with its old cookie.
+func TestSignout(t *testing.T) {
+	e := newEnv(t)
+	id := e.publicClient()
+	e.signIn()
+	authURL := e.authURL(id, oauth2.GenerateVerifier())
+	form := e.consentForm(authURL)
+	old := e.sessionCookie(e.browser)
+	signout := func(fields url.Values, header http.Header) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/signout", strings.NewReader(fields.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		return e.do(e.browser, req)
+	}
+	if resp, _ := signout(url.Values{}, nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("without CSRF: %d", resp.StatusCode)
+	}
+	if resp, _ := signout(url.Values{"csrf": {"wrong"}}, nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("wrong CSRF: %d", resp.StatusCode)
+	}
+	cross := http.Header{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"https://evil.example"}}
+	if resp, _ := signout(url.Values{"csrf": {form.Get("csrf")}}, cross); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site: %d", resp.StatusCode)
+	}
+	if who, ok := e.subjectOf(e.browser); !ok || who != owner {
+		t.Fatal("a refused sign-out signed out")
+	}
+
+	resp, body := signout(url.Values{"csrf": {form.Get("csrf")}}, nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Signed out") {
+		t.Fatalf("sign-out: %d %s", resp.StatusCode, body)
+	}
+	if e.sessionCookie(e.browser) != nil {
+		t.Fatal("the session cookie was not cleared")
+	}
+	// The old cookie, kept by someone, is worth nothing now.
+	stale := newBrowser()
+	u, _ := url.Parse(e.ts.URL)
+	stale.Jar.SetCookies(u, []*http.Cookie{old})
+	if who, ok := e.subjectOf(stale); ok {
+		t.Fatalf("the old session still names %q", who)
+	}
+	resp, body = e.get(stale, authURL)
+	if resp.StatusCode != http.StatusOK || strings.Contains(body, `action="/authorize"`) || !strings.Contains(body, "Sign in") {
+		t.Fatalf("/authorize with the old cookie: %d %s", resp.StatusCode, body)
+	}
+	form.Set("decision", "approve")
+	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/authorize", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, _ := e.do(stale, req); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("consent with the old cookie: %d", resp.StatusCode)
+	}
+	// Signing out again is harmless.
+	if resp, _ := signout(url.Values{"csrf": {form.Get("csrf")}}, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("second sign-out: %d", resp.StatusCode)
+	}
+}
+
+// TestSignoutOIDC: in OIDC mode signing out says the provider may still
+// hold a session, and the next /authorize goes to the provider again.
+func TestSignoutOIDC(t *testing.T) {
+	e, is := newOIDCEnv(t)
+	id := e.publicClient()
+	authURL := e.authURL(id, oauth2.GenerateVerifier())
+	resp, body := e.browse(e.browser, authURL)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	csrf := hiddenInput.FindAllStringSubmatch(body, -1)
+	var token string
+	for _, m := range csrf {
+		if m[1] == "csrf" {
+			token = m[2]
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/signout", strings.NewReader(url.Values{"csrf": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, body = e.do(e.browser, req)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, is.URL) {
+		t.Fatalf("sign-out: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := e.get(e.browser, authURL); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), is.URL) {
+		t.Fatalf("after sign-out: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	for next, want := range map[string]bool{
+		"/authorize?client_id=x&state=y":       true,
+		"/connect/github?link=abc":             true,
+		"/connect/my-provider.v2?link=a-b_c":   true,
+		"/connect/github?link=abc&next=/x":     false,
+		"/connect/github?link=a&link=b":        false,
+		"/connect/github?link=":                false,
+		"/connect/github?other=abc":            false,
+		"/connect/github":                      false,
+		"/connect/github/callback?link=abc":    false,
+		"/connect/github/disconnect?link=abc":  false,
+		"/connect/GitHub?link=abc":             false,
+		"/connect/..?link=abc":                 false,
+		"/connect/%2e%2e?link=abc":             false,
+		"/connect/a%2Fb?link=abc":              false,
+		"/connect/github?link=abc#frag":        false,
+		"/connect/github?link=a;b":             false,
+		"//evil.example/connect/x?link=a":      false,
+		"https://evil.example/connect/x?link=": false,
+		"/\\evil.example/connect/x?link=a":     false,
+		"/connect/github?link=a b":             false,
+		"/authorize":                           false,
+		"/signin?next=/authorize?x":            false,
+		"":                                     false,
+	} {
+		if got := safeNext(next); got != want {
+			t.Errorf("safeNext(%q) = %v, want %v", next, got, want)
+		}
+	}
+}
+
+// TestSigninURLOwner: in owner mode SigninURL is the sign-in page, which
+// carries next through the pasted link and returns to a Connect link.
+func TestSigninURLOwner(t *testing.T) {
+	e := newEnv(t)
+	const next = "/connect/github?link=tok"
+	if got := e.srv.SigninURL("https://evil.example/"); got != e.ts.URL+"/signin" {
+		t.Fatalf("SigninURL(unsafe) = %s", got)
+	}
+	u := e.srv.SigninURL(next)
+	if u != e.ts.URL+"/signin?next="+url.QueryEscape(next) {
+		t.Fatalf("SigninURL = %s", u)
+	}
+	resp, body := e.get(e.browser, u)
+	m := hiddenInput.FindStringSubmatch(body)
+	if resp.StatusCode != http.StatusOK || m == nil || m[1] != "next" || unescape(m[2]) != next {
+		t.Fatalf("sign-in page: %d %s", resp.StatusCode, body)
+	}
+	link, _ := e.srv.SigninLink(t.Context())
+	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/signin", strings.NewReader(url.Values{"link": {link}, "next": {next}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, _ = e.do(e.browser, req)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != next {
+		t.Fatalf("after sign-in: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// An unsafe next on the page is dropped, not rendered.
+	_, body = e.get(e.browser, e.ts.URL+"/signin?next="+url.QueryEscape("https://evil.example/"))
+	if strings.Contains(body, "evil.example") {
+		t.Fatalf("unsafe next rendered: %s", body)
 	}
 }
