@@ -85,7 +85,7 @@ func TestManifestSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs := map[string]string{"valid": valid}
+	docs := map[string]string{"valid": valid, "config": withConfig}
 	files, _ := filepath.Glob("../examples/*/*/alter.json")
 	if len(files) == 0 {
 		t.Fatal("no example manifests found")

@@ -25,7 +25,9 @@ type Manifest struct {
 	// AllowedHosts lists the hosts alter_request may reach. Empty denies all.
 	AllowedHosts []HostPattern `json:"allowed_hosts,omitempty"`
 	Limits       Limits        `json:"limits"`
-	Tools        []Tool        `json:"tools"`
+	// Config declares the settings an operator may give the plugin.
+	Config map[string]ConfigVar `json:"config,omitempty"`
+	Tools  []Tool               `json:"tools"`
 }
 
 // Access is what a tool acts as and on: the upstream provider whose grant it
@@ -234,6 +236,7 @@ func ParseManifest(file string, data []byte) (*Manifest, error) {
 		}
 	}
 	m.Limits.fill(add)
+	checkConfig(m.Config, add)
 	if len(m.Tools) == 0 {
 		add("tools", "is empty", "declare at least one tool")
 	}

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -64,6 +66,23 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	w.f("Limits:         %s per call, %d MiB memory, %d instances (queue %s), output %d B, request body %d B, response body %d B, request timeout %s",
 		l.Timeout(), l.MemoryMiB, l.MaxInstances, l.QueueTimeout(), l.MaxOutputBytes,
 		l.MaxRequestBodyBytes, l.MaxResponseBodyBytes, l.RequestTimeout())
+	if len(m.Config) > 0 {
+		w.f("Settings:       in %s", filepath.Base(plugin.ConfigPath(spec.File)))
+		for _, k := range slices.Sorted(maps.Keys(m.Config)) {
+			v := m.Config[k]
+			switch {
+			case v.Required:
+				w.f("  %s (required): %s", k, v.Description)
+			case v.Default != nil:
+				w.f("  %s (default %q): %s", k, *v.Default, v.Description)
+			default:
+				w.f("  %s: %s", k, v.Description)
+			}
+		}
+		if _, err := spec.Settings(); err != nil {
+			w.f("  not loadable as configured: %v", err)
+		}
+	}
 	w.f("")
 	w.f("Tools:")
 	for _, t := range m.Tools {

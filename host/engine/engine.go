@@ -54,6 +54,8 @@ type Config struct {
 	MaxOutputBytes int64
 	// Request serves alter_request. It must not be nil.
 	Request RequestFunc
+	// Settings are what the guest reads with the kernel's config_get.
+	Settings map[string]string
 }
 
 // Failure classifies why a call did not return output.

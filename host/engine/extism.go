@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 
 	extism "github.com/extism/go-sdk"
@@ -70,6 +71,8 @@ func (e *extismEngine) Compile(ctx context.Context, wasm []byte, cfg Config) (Mo
 		// Setting a timeout also makes wazero stop a guest whose context
 		// ends; without it a looping guest would run on forever.
 		Timeout: uint64(cfg.Timeout.Milliseconds()),
+		// Every instance shares this map and only reads it.
+		Config: maps.Clone(cfg.Settings),
 	}
 	rc := wazero.NewRuntimeConfig().
 		WithCompilationCache(e.cache).

@@ -39,6 +39,24 @@ type Spec struct {
 	Wasm      []byte
 }
 
+// Settings returns the settings the plugin runs with: the operator's
+// NAME.config.json (see [ConfigPath]) over the manifest's defaults. It is
+// read at load, not by Read, so a plugin can be inspected before it is
+// configured.
+func (s *Spec) Settings() (map[string]string, error) {
+	path := ConfigPath(s.File)
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return s.Manifest.ResolveConfig(path, data)
+}
+
+// ConfigPath returns the path of the operator's settings for a plugin file.
+func ConfigPath(wasmPath string) string {
+	return strings.TrimSuffix(wasmPath, ".wasm") + abi.ConfigSuffix
+}
+
 // SidecarPath returns the sidecar manifest path for a plugin file.
 func SidecarPath(wasmPath string) string {
 	return strings.TrimSuffix(wasmPath, ".wasm") + abi.SidecarSuffix

@@ -35,6 +35,10 @@ type Plugin struct {
 // against the host's imports. No guest function runs.
 func (h *Host) Load(ctx context.Context, spec *Spec) (*Plugin, error) {
 	lim := spec.Manifest.Limits
+	settings, err := spec.Settings()
+	if err != nil {
+		return nil, err
+	}
 	p := &Plugin{
 		File: spec.File, Source: spec.Source, Manifest: spec.Manifest,
 		outbound: h.Outbound,
@@ -45,6 +49,7 @@ func (h *Host) Load(ctx context.Context, spec *Spec) (*Plugin, error) {
 		Timeout:        lim.Timeout(),
 		MaxOutputBytes: lim.MaxOutputBytes,
 		Request:        p.serveRequest,
+		Settings:       settings,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.File, err)
