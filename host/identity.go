@@ -30,25 +30,36 @@ func (s *Server) toolSubject(_ context.Context, req *mcp.CallToolRequest) (strin
 }
 
 // httpSubject names the person a browser request comes from: the signed-in
-// session under the authorization server, else the local owner.
+// session, else the local owner when there is no sign-in at all.
 //
-// With an external issuer (--trust-issuer) there is no session: the browser
-// that opens a Connect link cannot prove whose it is, and the link alone
-// names the subject. Honouring the link would let whoever holds one connect
-// their upstream account to the subject it names: an attacker calls a tool,
-// passes the link to a victim, and then acts with the victim's account.
-// So every Connect page is refused (errNoPerson) in that mode; people's
-// upstream grants must be made another way until alterhost can sign people
-// in through the external issuer itself.
+// With an external issuer (--trust-issuer) alterhost has a session only if
+// it signs browsers in through that same issuer (Config.OIDC): the
+// session's subject is then the subject the issuer's tokens carry. Without
+// it, the browser that opens a Connect link cannot prove whose it is, and
+// the link alone names the subject. Honouring the link would let whoever
+// holds one connect their upstream account to the subject it names: an
+// attacker calls a tool, passes the link to a victim, and then acts with
+// the victim's account. So every Connect page is refused (errNoPerson) in
+// that mode.
 func (s *Server) httpSubject(r *http.Request) (string, error) {
 	switch {
-	case s.Auth != nil:
-		if subject, ok := s.Auth.SessionSubject(r); ok {
+	case s.Signin != nil:
+		if subject, ok := s.Signin.SessionSubject(r); ok {
 			return subject, nil
 		}
 		return "", errNoPerson
-	case s.Trust != nil:
+	case s.Auth != nil || s.Trust != nil:
 		return "", errNoPerson
 	}
 	return LocalOwner, nil
+}
+
+// signinURL is where a page sends a browser that is not signed in, to
+// come back to next (a path on this server) afterwards; "" when alterhost
+// signs no browser in (stdio, --no-auth, an external issuer without OIDC).
+func (s *Server) signinURL(next string) string {
+	if s.Signin == nil {
+		return ""
+	}
+	return s.Signin.SigninURL(next)
 }

@@ -67,10 +67,17 @@ type Config struct {
 	// TrustIssuer, with Auth, replaces alterhost's authorization server by
 	// an external one: /mcp takes the JWT access tokens that issuer signs
 	// for BaseURL/mcp, and calls act for their subject. Connect pages then
-	// have no signed-in person and refuse every link (see httpSubject).
+	// have no signed-in person and refuse every link (see httpSubject),
+	// unless OIDC signs browsers in at the same issuer.
 	TrustIssuer string
 	// TrustJWKS is the external issuer's key set URL; empty discovers it.
 	TrustJWKS string
+	// OIDC, with Auth, signs people in through an OpenID Connect provider
+	// instead of owner mode's links. With TrustIssuer its issuer must be
+	// the same, and alterhost serves only the sign-in (Server.Signin), so
+	// that Connect pages know the browser's person by the subject its
+	// tokens carry.
+	OIDC *server.OIDCConfig
 	// Version is reported to MCP clients.
 	Version string
 	Logger  *slog.Logger
@@ -89,6 +96,9 @@ type Server struct {
 	// Trust checks the external issuer's tokens, or is nil without
 	// Config.TrustIssuer.
 	Trust *jwtverify.Verifier
+	// Signin signs browsers in: Auth itself, or beside an external issuer
+	// with Config.OIDC a server that serves only sign-in; nil otherwise.
+	Signin *server.Server
 
 	engine  engine.Engine
 	store   store.Store
@@ -199,6 +209,15 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.TrustIssuer != "" && !cfg.Auth {
 		return nil, errors.New("an external issuer needs authentication on: drop --no-auth and --stdio")
 	}
+	if cfg.OIDC != nil && !cfg.Auth {
+		return nil, errors.New("OIDC sign-in needs authentication on: drop --no-auth and --stdio")
+	}
+	// A browser's session subject and a token's subject are compared as
+	// strings: only one issuer's subjects may be mixed.
+	if cfg.OIDC != nil && cfg.TrustIssuer != "" && cfg.OIDC.Issuer != cfg.TrustIssuer {
+		return nil, fmt.Errorf("the OIDC issuer %s is not the trusted issuer %s: sign-in and access tokens must come from one issuer",
+			cfg.OIDC.Issuer, cfg.TrustIssuer)
+	}
 	switch {
 	case cfg.TrustIssuer != "":
 		s.Trust, err = jwtverify.New(ctx, jwtverify.Options{Issuer: cfg.TrustIssuer, JWKSURL: cfg.TrustJWKS,
@@ -207,14 +226,27 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 		s.verify = s.Trust.Verify
+		if cfg.OIDC != nil {
+			if s.Signin, err = server.New(server.Options{Store: s.store, Issuer: base, OIDC: cfg.OIDC, Logger: logger}); err != nil {
+				return nil, err
+			}
+		}
 	case cfg.Auth:
-		s.Auth, err = server.New(server.Options{Store: s.store, Issuer: base, Owner: LocalOwner,
+		s.Auth, err = server.New(server.Options{Store: s.store, Issuer: base, Owner: LocalOwner, OIDC: cfg.OIDC,
 			Providers: providerScopes(cat, providers), Connect: s.connect.ConnectURL,
 			AccessTTL: cfg.AccessTokenTTL, Logger: logger})
 		if err != nil {
 			return nil, err
 		}
 		s.verify = s.Auth.Verify
+		s.Signin = s.Auth
+	}
+	if s.Signin != nil {
+		// A wrong issuer or an unreachable provider fails now, not at the
+		// first sign-in.
+		if err := s.Signin.DiscoverOIDC(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if s.verify != nil {
 		s.resourceMetadata = base.JoinPath(".well-known", "oauth-protected-resource", "mcp").String()
@@ -287,8 +319,13 @@ func (s *Server) routes(withMCP bool) http.Handler {
 		}
 		r.Handle("/mcp", http.NewCrossOriginProtection().Handler(mcpHandler))
 	}
-	if s.Auth != nil {
+	switch {
+	case s.Auth != nil:
 		s.Auth.Routes(r)
+	case s.Signin != nil:
+		// Beside an external issuer: sign-in only, so that Connect pages
+		// know whose browser it is.
+		s.Signin.SigninRoutes(r)
 	}
 	if s.Trust != nil {
 		// RFC 9728: the external issuer is where clients sign in.

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -205,6 +206,8 @@ func runProviders(args []string, stdout, stderr io.Writer) error {
 }
 
 // runSigninLink prints a fresh one-time sign-in link for alterhost's owner.
+// An alterhost in OIDC mode has no sign-in links; it asks the running one
+// first, and says so instead.
 func runSigninLink(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("alterhost signin-link", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -213,6 +216,7 @@ func runSigninLink(args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: alterhost signin-link [--base-url URL] [--data-dir DIR] [--database-url URL]")
 		fmt.Fprintln(stderr, "\nPrints a link that signs the owner in to the alterhost at URL, once, within 15 minutes.")
+		fmt.Fprintln(stderr, "An alterhost that signs people in through OpenID Connect (--oidc-issuer) has no such links.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -223,6 +227,13 @@ func runSigninLink(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--base-url: %w", err)
 	}
 	ctx := context.Background()
+	oidc, err := signinByOIDC(ctx, issuer)
+	if err != nil {
+		fmt.Fprintf(stderr, "alterhost: could not ask %s how it signs people in (%v); if it runs with --oidc-issuer, it refuses this link\n", issuer, err)
+	}
+	if oidc {
+		return fmt.Errorf("the alterhost at %s signs people in through OpenID Connect (--oidc-issuer), so there are no sign-in links: open %s in a browser", issuer, issuer.JoinPath("signin"))
+	}
 	st, err := sf.open(ctx)
 	if err != nil {
 		return err
@@ -238,4 +249,24 @@ func runSigninLink(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, link)
 	return nil
+}
+
+// signinByOIDC asks the alterhost at base whether it signs people in
+// through OpenID Connect: its /signin then redirects to the OIDC start
+// (oauth/server's signin handler) instead of showing owner mode's page.
+func signinByOIDC(ctx context.Context, base *url.URL) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base.JoinPath("signin").String(), nil)
+	if err != nil {
+		return false, err
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	loc, err := resp.Location()
+	return resp.StatusCode == http.StatusSeeOther && err == nil && loc.Path == "/signin/oidc", nil
 }

@@ -17,10 +17,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/alterhost/alterhost/host"
+	"github.com/alterhost/alterhost/oauth/server"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -30,6 +32,7 @@ const usage = `alterhost serves a folder of WebAssembly plugins as MCP tools.
 
 Usage:
   alterhost --plugins DIR [--addr HOST:PORT] [--data-dir DIR] (--stdio | --no-auth)
+  alterhost --plugins DIR --oidc-issuer URL --oidc-client-id ID [--oidc-allowed-domains D,...]
   alterhost plugin inspect [--json] FILE.wasm
   alterhost plugin embed [-o OUT.wasm] FILE.wasm MANIFEST.json
   alterhost audit [--subject S] [--plugin P] [--provider P] [--since 1h]
@@ -44,9 +47,13 @@ Serving:
   HTTP at http://ADDR/mcp, as an OAuth 2.1 authorization server: MCP
   clients discover it, register, and send their person to sign in and
   consent. At start alterhost prints a one-time sign-in link for its
-  owner; "alterhost signin-link" prints a fresh one. --trust-issuer URL
+  owner; "alterhost signin-link" prints a fresh one. With --oidc-issuer,
+  people sign in through that OpenID Connect provider instead (a team);
+  the client secret comes from $ALTERHOST_OIDC_CLIENT_SECRET, and the
+  redirect URI to register there is printed at start. --trust-issuer URL
   runs no authorization server: /mcp takes the JWT access tokens that
-  external issuer signs for http://ADDR/mcp. --no-auth serves without
+  external issuer signs for http://ADDR/mcp; with --oidc-issuer set to
+  the same URL, browsers sign in there too. --no-auth serves without
   sign-in, acting for the local owner, on loopback only. Either way,
   http://ADDR/connect/ serves the pages through which people connect their
   upstream accounts.
@@ -115,6 +122,10 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	trustIssuer := fs.String("trust-issuer", "", "accept at /mcp the JWT access tokens of this external authorization server (issuer `URL`) instead of running alterhost's own")
 	trustJWKS := fs.String("trust-jwks", "", "`URL` of the --trust-issuer's key set (default: from its discovery document)")
 	accessTTL := fs.Duration("access-token-ttl", time.Hour, "life of the access tokens alterhost issues to MCP clients")
+	oidcIssuer := fs.String("oidc-issuer", "", "sign people in through this OpenID Connect provider (issuer `URL`) instead of with owner mode's links; client secret from $"+oidcSecretEnv)
+	oidcClientID := fs.String("oidc-client-id", "", "alterhost's client `ID` at the --oidc-issuer")
+	oidcDomains := fs.String("oidc-allowed-domains", "", "admit people whose verified e-mail address is in one of these `DOMAINS` (comma-separated); without this and --oidc-allowed-people, everyone the issuer signs in")
+	oidcPeople := fs.String("oidc-allowed-people", "", "admit these `PEOPLE` (comma-separated verified e-mail addresses or subjects)")
 	logLevel := fs.String("log-level", "info", "`LEVEL` of logs on standard error: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -142,6 +153,13 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	if *trustIssuer != "" && !authMode {
 		return errors.New("--trust-issuer guards HTTP MCP with tokens: it does not go with --no-auth or --stdio")
+	}
+	oidc, err := oidcConfig(*oidcIssuer, *oidcClientID, *oidcDomains, *oidcPeople)
+	if err != nil {
+		return err
+	}
+	if oidc != nil && !authMode {
+		return errors.New("--oidc-issuer signs people in to HTTP MCP: it does not go with --no-auth or --stdio")
 	}
 	if !authMode {
 		if err := host.CheckLoopback(*addr); err != nil {
@@ -185,7 +203,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	srv, err := host.New(ctx, host.Config{PluginsDir: *plugins, DataDir: *sf.dataDir, DatabaseURL: *sf.databaseURL,
 		ProvidersFile: *providersFile, BaseURL: base, Dev: *dev, AllowPrivateEgress: *allowPrivate,
 		Auth: authMode, AccessTokenTTL: *accessTTL, TrustIssuer: *trustIssuer, TrustJWKS: *trustJWKS,
-		Version: version, Logger: logger})
+		OIDC: oidc, Version: version, Logger: logger})
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -211,6 +229,46 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	return serveHTTP(ctx, srv, ln, base, logger)
 }
 
+// oidcSecretEnv holds the OIDC client secret: never a flag, which any
+// user of the machine could read in the process list.
+const oidcSecretEnv = "ALTERHOST_OIDC_CLIENT_SECRET"
+
+// oidcConfig builds the OIDC sign-in configuration from the flags and the
+// environment, or nil without --oidc-issuer.
+func oidcConfig(issuer, clientID, domains, people string) (*server.OIDCConfig, error) {
+	if issuer == "" {
+		if clientID != "" || domains != "" || people != "" {
+			return nil, errors.New("--oidc-client-id, --oidc-allowed-domains and --oidc-allowed-people need --oidc-issuer")
+		}
+		return nil, nil
+	}
+	if clientID == "" {
+		return nil, errors.New("--oidc-issuer needs --oidc-client-id (and $" + oidcSecretEnv + " unless the client is public)")
+	}
+	return &server.OIDCConfig{Issuer: issuer, ClientID: clientID, ClientSecret: os.Getenv(oidcSecretEnv),
+		AllowedDomains: commaList(domains), AllowedPeople: commaList(people)}, nil
+}
+
+// commaList splits a comma-separated flag, dropping empty items.
+func commaList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// printOIDC says how people sign in in OIDC mode, and what the operator
+// must register at the provider.
+func printOIDC(signin *server.Server, logger *slog.Logger) {
+	logger.Info("people sign in through OpenID Connect; there are no sign-in links",
+		"issuer", signin.OIDCIssuer(), "redirect_uri", signin.OIDCRedirectURL())
+	fmt.Fprintf(os.Stderr, "\nSign-in: OpenID Connect at %s (no sign-in links).\nRegister this redirect URI there: %s\n\n",
+		signin.OIDCIssuer(), signin.OIDCRedirectURL())
+}
+
 func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
@@ -227,10 +285,18 @@ func serveHTTP(ctx context.Context, srv *host.Server, ln net.Listener, base stri
 	case srv.Trust != nil:
 		logger.Info("serving MCP over HTTP", "url", base+"/mcp", "tools", len(srv.Catalog.Tools),
 			"trusted_issuer", srv.Trust.Issuer(), "jwks", srv.Trust.JWKSURL(), "audience", srv.Trust.Audience())
-		logger.Warn("Connect pages refuse every link with an external issuer: they cannot tell who the browser is")
+		if srv.Signin == nil {
+			logger.Warn("Connect pages refuse every link with an external issuer: they cannot tell who the browser is; " +
+				"--oidc-issuer with the same URL signs browsers in there")
+		} else {
+			printOIDC(srv.Signin, logger)
+		}
 	case srv.Auth == nil:
 		logger.Warn("serving MCP over HTTP WITHOUT authentication (--no-auth)", "url", base+"/mcp",
 			"tools", len(srv.Catalog.Tools))
+	case srv.Auth.OIDCIssuer() != "":
+		logger.Info("serving MCP over HTTP", "url", base+"/mcp", "tools", len(srv.Catalog.Tools))
+		printOIDC(srv.Auth, logger)
 	default:
 		link, err := srv.Auth.SigninLink(ctx)
 		if err != nil {
