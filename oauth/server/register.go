@@ -129,7 +129,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 }
 
 // validateMetadata checks meta and normalizes it to what is stored:
-// defaults filled in, what this server does not support dropped.
+// defaults filled in, what this server does not support dropped. Its
+// messages name fields, never their values: they are shown on pages for
+// metadata documents, whose content is not this server's to display.
 func (s *Server) validateMetadata(m *oauthex.ClientRegistrationMetadata) error {
 	if len(m.RedirectURIs) == 0 {
 		return badRedirect("redirect_uris is required")
@@ -137,8 +139,12 @@ func (s *Server) validateMetadata(m *oauthex.ClientRegistrationMetadata) error {
 	if len(m.RedirectURIs) > maxRedirectURIs {
 		return badRedirect("at most %d redirect_uris", maxRedirectURIs)
 	}
-	for _, u := range m.RedirectURIs {
+	for i, u := range m.RedirectURIs {
 		if err := checkRedirectURI(u); err != nil {
+			var re *regError
+			if errors.As(err, &re) {
+				re.desc = fmt.Sprintf("redirect_uris[%d]: %s", i, re.desc)
+			}
 			return err
 		}
 	}
@@ -157,9 +163,9 @@ func (s *Server) validateMetadata(m *oauthex.ClientRegistrationMetadata) error {
 	if len(m.GrantTypes) == 0 {
 		m.GrantTypes = []string{"authorization_code", "refresh_token"}
 	}
-	for _, g := range m.GrantTypes {
+	for i, g := range m.GrantTypes {
 		if g != "authorization_code" && g != "refresh_token" {
-			return badMeta("unsupported grant type %q", g)
+			return badMeta("grant_types[%d] is not supported; use authorization_code and refresh_token", i)
 		}
 	}
 	if !slices.Contains(m.GrantTypes, "authorization_code") {
@@ -169,9 +175,9 @@ func (s *Server) validateMetadata(m *oauthex.ClientRegistrationMetadata) error {
 	if len(m.ResponseTypes) == 0 {
 		m.ResponseTypes = []string{"code"}
 	}
-	for _, rt := range m.ResponseTypes {
+	for i, rt := range m.ResponseTypes {
 		if rt != "code" {
-			return badMeta("unsupported response type %q", rt)
+			return badMeta("response_types[%d] is not supported; use code", i)
 		}
 	}
 	m.ResponseTypes = []string{"code"}
@@ -183,7 +189,7 @@ func (s *Server) validateMetadata(m *oauthex.ClientRegistrationMetadata) error {
 	if m.Scope != "" {
 		for _, sc := range strings.Fields(m.Scope) {
 			if !slices.Contains(s.opts.Scopes, sc) {
-				return badMeta("unsupported scope %q", sc)
+				return badMeta("scope names a scope this server does not offer; it offers %s", strings.Join(s.opts.Scopes, " "))
 			}
 		}
 		m.Scope = strings.Join(dedupe(strings.Fields(m.Scope)), " ")
@@ -227,25 +233,25 @@ func checkRedirectURI(raw string) error {
 		return badRedirect("a redirect URI must be 1 to %d bytes", maxURILength)
 	}
 	if strings.IndexFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f || r > 0x7e }) >= 0 {
-		return badRedirect("redirect URI %q contains spaces or non-ASCII characters", raw)
+		return badRedirect("a redirect URI contains spaces or non-ASCII characters")
 	}
 	if strings.Contains(raw, "#") {
-		return badRedirect("redirect URI %q has a fragment", raw)
+		return badRedirect("a redirect URI must not have a fragment")
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" {
-		return badRedirect("redirect URI %q is not an absolute URI", raw)
+		return badRedirect("a redirect URI must be an absolute URI")
 	}
 	if u.User != nil || strings.Contains(u.Host, "@") {
-		return badRedirect("redirect URI %q has userinfo", raw)
+		return badRedirect("a redirect URI must not have userinfo")
 	}
 	scheme := strings.ToLower(u.Scheme)
 	switch scheme {
 	case "javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "ws", "wss", "ftp":
-		return badRedirect("redirect URI scheme %q is not allowed", u.Scheme)
+		return badRedirect("a redirect URI must not use the %s scheme", scheme)
 	case "https":
 		if u.Host == "" || u.Opaque != "" || !safeHost(u.Hostname()) {
-			return badRedirect("redirect URI %q has no valid host", raw)
+			return badRedirect("an https redirect URI needs a valid host")
 		}
 	case "http":
 		if u.Opaque != "" || !isLoopbackHost(u.Hostname()) {
@@ -256,7 +262,7 @@ func checkRedirectURI(raw string) error {
 			return badRedirect("a private-use redirect URI scheme must be a reverse domain name, such as com.example.app")
 		}
 		if u.Host != "" && !safeHost(u.Hostname()) {
-			return badRedirect("redirect URI %q has an invalid host", raw)
+			return badRedirect("a redirect URI's host is invalid")
 		}
 	}
 	return nil
