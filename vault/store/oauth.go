@@ -93,7 +93,12 @@ type Session struct {
 
 // AuthStore is the authorization server's part of the Store.
 type AuthStore interface {
-	// PutClient stores c, replacing a client with the same ID.
+	// PutClient stores c, replacing a client with the same ID entirely:
+	// a metadata document fetched again replaces its cached metadata and
+	// ExpiresAt, and a zero field of c clears the stored one (a nil
+	// SecretHash makes the client public, a zero ExpiresAt makes it never
+	// expire). It is an upsert, so concurrent puts of one ID do not fail;
+	// the last one wins.
 	PutClient(ctx context.Context, c Client) error
 	// GetClient returns the client with id, even past its ExpiresAt.
 	GetClient(ctx context.Context, id string) (Client, error)

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -186,6 +187,28 @@ func testClientReplace(t *testing.T, s store.Store) {
 	putClients(t, s, c)
 	same(t, "client replaced again", getClient(t, s, c.ID), c)
 	same(t, "other client", getClient(t, s, "other"), newClient("other"))
+
+	// Instances that fetch one document at once each store it: none fails,
+	// and one of them is what stays.
+	var wg sync.WaitGroup
+	puts := make([]store.Client, 8)
+	for i := range puts {
+		puts[i] = c
+		puts[i].Metadata = []byte(fmt.Sprintf(`{"n":%d}`, i))
+		puts[i].ExpiresAt = t0.Add(time.Duration(i+1) * time.Minute)
+		wg.Go(func() {
+			if err := s.PutClient(t.Context(), puts[i]); err != nil {
+				t.Errorf("concurrent PutClient %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	got = getClient(t, s, c.ID)
+	if !slices.ContainsFunc(puts, func(p store.Client) bool {
+		return string(p.Metadata) == string(got.Metadata) && p.ExpiresAt.Equal(got.ExpiresAt)
+	}) {
+		t.Errorf("after concurrent puts: %s expiring %v, which none of them stored", got.Metadata, got.ExpiresAt)
+	}
 }
 
 // noTokens is a mint that issues nothing.
