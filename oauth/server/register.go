@@ -307,18 +307,30 @@ type client struct {
 
 func (c *client) public() bool { return c.meta.TokenEndpointAuthMethod == authNone }
 
+// name is how the consent page names the client. A client known by its
+// metadata document also names the document's host: anyone can write any
+// client_name, but only the host's owner can publish a document there.
 func (c *client) name() string {
-	if c.meta.ClientName != "" {
-		return c.meta.ClientName
+	name := c.meta.ClientName
+	if name == "" {
+		name = "An unnamed client"
 	}
-	return "An unnamed client"
+	if host, ok := metadataHost(c.ID); ok {
+		return name + " (" + host + ")"
+	}
+	return name
 }
 
-// loadClient returns the client with id; an expired one (a cached metadata
-// document, in a later slice) counts as unknown.
+// loadClient returns the client with id: a registered client, or for an
+// https URL the client its metadata document describes (see cimd.go). An
+// unknown client is store.ErrNotFound; a metadata document that cannot be
+// used is a *metadataError, which counts as store.ErrNotFound too.
 func (s *Server) loadClient(r *http.Request, id string) (*client, error) {
 	if id == "" {
 		return nil, store.ErrNotFound
+	}
+	if urlClientID(id) {
+		return s.loadMetadataClient(r, id)
 	}
 	c, err := s.store.GetClient(r.Context(), id)
 	if err != nil {
@@ -327,9 +339,14 @@ func (s *Server) loadClient(r *http.Request, id string) (*client, error) {
 	if !c.ExpiresAt.IsZero() && !s.now().Before(c.ExpiresAt) {
 		return nil, store.ErrNotFound
 	}
+	return parseClient(c)
+}
+
+// parseClient parses a stored client's metadata.
+func parseClient(c store.Client) (*client, error) {
 	cl := &client{Client: c}
 	if err := json.Unmarshal(c.Metadata, &cl.meta); err != nil {
-		return nil, fmt.Errorf("client %s: stored metadata: %w", id, err)
+		return nil, fmt.Errorf("client %s: stored metadata: %w", c.ID, err)
 	}
 	return cl, nil
 }

@@ -103,6 +103,9 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*client, 
 	}
 	fail := &tokenError{status: http.StatusUnauthorized, code: "invalid_client", desc: "unknown client or wrong credentials", basicFailed: basic}
 	c, err := s.loadClient(r, id)
+	if te, ok := metadataTokenError(err, basic); ok {
+		return nil, te
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fail
 	}
