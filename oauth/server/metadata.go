@@ -34,7 +34,7 @@ func (s *Server) authServerMeta() authServerMeta {
 		RevocationEndpointAuthMethodsSupported:     []string{"none", "client_secret_basic", "client_secret_post"},
 		CodeChallengeMethodsSupported:              []string{"S256"},
 		AuthorizationResponseIssParameterSupported: true,
-	}}
+	}, ClientIDMetadataDocumentSupported: true}
 }
 
 func (s *Server) authServerMetadata(w http.ResponseWriter, r *http.Request) {
