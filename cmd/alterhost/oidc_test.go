@@ -253,3 +253,32 @@ func TestTrustIssuerOIDCSignin(t *testing.T) {
 		t.Fatalf("whoami after connecting: %v %s", err, text(t, res))
 	}
 }
+
+// TestOIDCFlags: the OIDC flags refuse what cannot work, before anything
+// is served, and never take the secret from a flag.
+func TestOIDCFlags(t *testing.T) {
+	plugins := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--oidc-client-id", "c"}, "need --oidc-issuer"},
+		{[]string{"--oidc-allowed-domains", "a.example"}, "need --oidc-issuer"},
+		{[]string{"--oidc-issuer", "https://id.example"}, "needs --oidc-client-id"},
+		{[]string{"--oidc-issuer", "https://id.example", "--oidc-client-id", "c", "--no-auth"}, "does not go with --no-auth"},
+		{[]string{"--oidc-issuer", "https://id.example", "--oidc-client-id", "c", "--stdio"}, "does not go with --no-auth"},
+		{[]string{"--oidc-client-secret", "s"}, "flag provided but not defined"},
+		{[]string{"--addr", "127.0.0.1:0", "--trust-issuer", "http://127.0.0.1:1", "--oidc-issuer", "http://127.0.0.1:2",
+			"--oidc-client-id", "c"}, "is not the trusted issuer"},
+	} {
+		var stdout, stderr strings.Builder
+		args := append([]string{"--plugins", plugins, "--data-dir", t.TempDir()}, tc.args...)
+		if code := run(args, &stdout, &stderr); code == 0 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d\n%s", tc.args, code, stderr.String())
+		}
+	}
+	if c, err := oidcConfig("https://id.example", "c", " a.example,,b.example ", "x@a.example"); err != nil ||
+		len(c.AllowedDomains) != 2 || c.AllowedDomains[1] != "b.example" || len(c.AllowedPeople) != 1 {
+		t.Fatalf("oidcConfig: %+v %v", c, err)
+	}
+}
