@@ -298,8 +298,8 @@ func (f *fixture) server(b *testing.B) *host.Server {
 	if f.srvErr != nil {
 		b.Fatal(f.srvErr)
 	}
-	if len(f.srv.Catalog.Plugins) != 3 {
-		b.Fatalf("host.New loaded %d plugins from %s, want 3", len(f.srv.Catalog.Plugins), f.dir)
+	if len(f.srv.Catalog().Plugins) != 3 {
+		b.Fatalf("host.New loaded %d plugins from %s, want 3", len(f.srv.Catalog().Plugins), f.dir)
 	}
 	return f.srv
 }
@@ -513,7 +513,7 @@ func benchMCP(b *testing.B, f *fixture, native, wasm *mcp.ClientSession) {
 		}{{"native", native}, {"wasm", wasm}} {
 			b.Run(s.name+"/"+side.name, func(b *testing.B) {
 				b.ReportAllocs()
-				p := f.srv.Catalog.Tools[slices.IndexFunc(f.srv.Catalog.Tools,
+				p := f.srv.Catalog().Tools[slices.IndexFunc(f.srv.Catalog().Tools,
 					func(t plugin.Binding) bool { return t.Tool.Name == "word_count" })].Plugin
 				before := p.Instantiations()
 				for b.Loop() {
@@ -532,7 +532,7 @@ func benchMCP(b *testing.B, f *fixture, native, wasm *mcp.ClientSession) {
 func BenchmarkMCP(b *testing.B) {
 	f := getFixture(b)
 	srv := f.server(b)
-	if !slices.ContainsFunc(srv.Catalog.Tools, func(t plugin.Binding) bool { return t.Tool.Name == "word_count" }) {
+	if !slices.ContainsFunc(srv.Catalog().Tools, func(t plugin.Binding) bool { return t.Tool.Name == "word_count" }) {
 		b.Fatal("the host serves no word_count tool")
 	}
 	native := nativeMCPServer(b, f)

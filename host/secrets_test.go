@@ -131,7 +131,7 @@ func TestTokensNeverEnterPluginMemory(t *testing.T) {
 			t.Errorf("a token appeared in tool output")
 		}
 	}
-	p := srv.Catalog.Plugins[0]
+	p := srv.Catalog().Plugins[0]
 	hits, scanned := secretsIn(t, p, secrets)
 	if scanned < 1<<20 {
 		t.Fatalf("scanned only %d bytes; the scan did not read the instances' memories", scanned)

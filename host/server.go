@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -78,6 +79,10 @@ type Config struct {
 	// that Connect pages know the browser's person by the subject its
 	// tokens carry.
 	OIDC *server.OIDCConfig
+	// NoWatch turns hot reload off: the plugins folder is read once, at
+	// start. By default alterhost watches it and loads, swaps or drops a
+	// plugin as its files change.
+	NoWatch bool
 	// Version is reported to MCP clients.
 	Version string
 	Logger  *slog.Logger
@@ -85,7 +90,8 @@ type Config struct {
 
 // Server is a loaded plugins folder and an open vault, ready to serve.
 type Server struct {
-	Catalog *plugin.Catalog
+	// Plugins is the plugins folder, kept loaded while the server runs.
+	Plugins *plugin.Folder
 	MCP     *mcp.Server
 	Vault   *vault.Vault
 	// Sandbox is the dev provider, or nil without Config.Dev.
@@ -110,9 +116,10 @@ type Server struct {
 	verify auth.TokenVerifier
 	// resourceMetadata is the RFC 9728 document's URL, for 401 challenges.
 	resourceMetadata string
-	// stopSweep ends the sweeper of expired rows.
-	stopSweep context.CancelFunc
-	swept     chan struct{}
+	// stopBackground ends the sweeper of expired rows and the plugins
+	// folder's watch; background counts them.
+	stopBackground context.CancelFunc
+	background     sync.WaitGroup
 }
 
 // sweepEvery is how often expired links, flows, codes, tokens and sessions
@@ -122,7 +129,6 @@ const sweepEvery = 10 * time.Minute
 // sweep deletes expired single-use rows now and every sweepEvery until ctx
 // ends, so the tables hold only what can still be used.
 func (s *Server) sweep(ctx context.Context) {
-	defer close(s.swept)
 	tick := time.NewTicker(sweepEvery)
 	defer tick.Stop()
 	for {
@@ -194,15 +200,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	out := egress.New(egress.Options{Providers: providers, Credentials: s.Vault, Audit: s.auditor,
 		AllowPrivate: cfg.AllowPrivateEgress, Transport: wrap})
 	h := &plugin.Host{Engine: s.engine, Outbound: out, Logger: logger}
-	cat, errs := h.LoadDir(ctx, cfg.PluginsDir)
-	s.Catalog = cat
-	for _, err := range errs {
-		logger.Error("plugin skipped", "error", err)
-	}
-	for _, p := range cat.Plugins {
-		logger.Info("plugin loaded", "plugin", p.Manifest.Name, "version", p.Manifest.Version,
-			"file", p.File, "manifest", p.Source, "tools", len(p.Manifest.Tools))
-	}
+	s.Plugins = h.OpenFolder(cfg.PluginsDir)
+	_, errs := s.Plugins.Reload(ctx)
+	cat := s.Plugins.Catalog()
+	s.logReload(nil, cat, errs)
 	if len(cat.Tools) == 0 {
 		logger.Warn("no tools to serve", "plugins", cfg.PluginsDir)
 	}
@@ -253,24 +254,82 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	conns := &mcpserver.Connections{Connected: s.Vault.Connected}
 	s.connect.Connected = conns.Completed
-	s.MCP = mcpserver.New(cat, mcpserver.Options{Version: cfg.Version, Logger: logger, Identify: s.toolSubject,
+	tools := mcpserver.New(cat, mcpserver.Options{Version: cfg.Version, Logger: logger, Identify: s.toolSubject,
 		Connections: conns})
-	sweepCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	s.stopSweep, s.swept = stop, make(chan struct{})
-	go s.sweep(sweepCtx)
+	s.MCP = tools.MCP()
+	background, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopBackground = stop
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		s.sweep(background)
+	}()
+	if !cfg.NoWatch {
+		s.background.Add(1)
+		go func() {
+			defer s.background.Done()
+			s.watch(background, tools)
+		}()
+	}
 	return s, nil
+}
+
+// Catalog returns the plugins and tools serving now.
+func (s *Server) Catalog() *plugin.Catalog { return s.Plugins.Catalog() }
+
+// watch follows the plugins folder until ctx ends: what changes there is
+// loaded, swapped or dropped, and MCP clients hear that the tools changed.
+func (s *Server) watch(ctx context.Context, tools *mcpserver.Server) {
+	prev := s.Plugins.Catalog()
+	err := s.Plugins.Watch(ctx, func(cat *plugin.Catalog) {
+		tools.Update(cat)
+		s.logReload(prev, cat, nil)
+		prev = cat
+	}, func(errs []error) { s.logReload(nil, nil, errs) })
+	if err != nil {
+		s.logger.Warn("plugins are not reloaded when they change; restart alterhost after changing them", "error", err)
+	}
+}
+
+// logReload logs the plugins that a (re)load brought in or dropped, and
+// why others were skipped.
+func (s *Server) logReload(prev, cat *plugin.Catalog, errs []error) {
+	for _, err := range errs {
+		s.logger.Error("plugin skipped", "error", err)
+	}
+	if cat == nil {
+		return
+	}
+	was := map[*plugin.Plugin]bool{}
+	if prev != nil {
+		for _, p := range prev.Plugins {
+			was[p] = true
+		}
+	}
+	for _, p := range cat.Plugins {
+		if !was[p] {
+			s.logger.Info("plugin loaded", "plugin", p.Manifest.Name, "version", p.Manifest.Version,
+				"file", p.File, "manifest", p.Source, "tools", len(p.Manifest.Tools))
+		}
+		delete(was, p)
+	}
+	for p := range was {
+		if !slices.ContainsFunc(cat.Plugins, func(q *plugin.Plugin) bool { return q.Manifest.Name == p.Manifest.Name }) {
+			s.logger.Info("plugin removed", "plugin", p.Manifest.Name, "file", p.File)
+		}
+	}
 }
 
 // Close stops every plugin, flushes the audit trail and closes the vault.
 // Call it after in-flight calls have finished.
 func (s *Server) Close(ctx context.Context) error {
 	var errs []error
-	if s.stopSweep != nil {
-		s.stopSweep()
-		<-s.swept
+	if s.stopBackground != nil {
+		s.stopBackground()
+		s.background.Wait()
 	}
-	if s.Catalog != nil {
-		errs = append(errs, s.Catalog.Close(ctx))
+	if s.Plugins != nil {
+		errs = append(errs, s.Plugins.Close(ctx))
 	}
 	if s.engine != nil {
 		errs = append(errs, s.engine.Close(ctx))

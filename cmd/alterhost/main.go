@@ -117,6 +117,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	providersFile := fs.String("providers", "", "JSON `FILE` configuring upstream OAuth providers")
 	dev := fs.Bool("dev", false, "add the sandbox provider: an OAuth server and API served by alterhost itself, for trying tools offline")
 	allowPrivate := fs.Bool("allow-private-egress", false, "let plugins reach loopback, private and link-local addresses (off: refused)")
+	noWatch := fs.Bool("no-watch", false, "read the plugins folder once at start (default: load, swap or drop plugins as their files change)")
 	stdio := fs.Bool("stdio", false, "serve MCP on standard input and output instead of HTTP")
 	noAuth := fs.Bool("no-auth", false, "serve HTTP without authentication (loopback addresses only)")
 	trustIssuer := fs.String("trust-issuer", "", "accept at /mcp the JWT access tokens of this external authorization server (issuer `URL`) instead of running alterhost's own")
@@ -203,7 +204,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	srv, err := host.New(ctx, host.Config{PluginsDir: *plugins, DataDir: *sf.dataDir, DatabaseURL: *sf.databaseURL,
 		ProvidersFile: *providersFile, BaseURL: base, Dev: *dev, AllowPrivateEgress: *allowPrivate,
 		Auth: authMode, AccessTokenTTL: *accessTTL, TrustIssuer: *trustIssuer, TrustJWKS: *trustJWKS,
-		OIDC: oidc, Version: version, Logger: logger})
+		OIDC: oidc, NoWatch: *noWatch, Version: version, Logger: logger})
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -219,7 +220,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 			defer hs.Close()
 			logger.Info("Connect pages", "url", base+"/connect/")
 		}
-		logger.Info("serving MCP on stdio", "tools", len(srv.Catalog.Tools))
+		logger.Info("serving MCP on stdio", "tools", len(srv.Catalog().Tools))
 		err := srv.ServeStdio(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -283,7 +284,7 @@ func serveHTTP(ctx context.Context, srv *host.Server, ln net.Listener, base stri
 	go func() { errc <- hs.Serve(ln) }()
 	switch {
 	case srv.Trust != nil:
-		logger.Info("serving MCP over HTTP", "url", base+"/mcp", "tools", len(srv.Catalog.Tools),
+		logger.Info("serving MCP over HTTP", "url", base+"/mcp", "tools", len(srv.Catalog().Tools),
 			"trusted_issuer", srv.Trust.Issuer(), "jwks", srv.Trust.JWKSURL(), "audience", srv.Trust.Audience())
 		if srv.Signin == nil {
 			logger.Warn("Connect pages refuse every link with an external issuer: they cannot tell who the browser is; " +
@@ -293,16 +294,16 @@ func serveHTTP(ctx context.Context, srv *host.Server, ln net.Listener, base stri
 		}
 	case srv.Auth == nil:
 		logger.Warn("serving MCP over HTTP WITHOUT authentication (--no-auth)", "url", base+"/mcp",
-			"tools", len(srv.Catalog.Tools))
+			"tools", len(srv.Catalog().Tools))
 	case srv.Auth.OIDCIssuer() != "":
-		logger.Info("serving MCP over HTTP", "url", base+"/mcp", "tools", len(srv.Catalog.Tools))
+		logger.Info("serving MCP over HTTP", "url", base+"/mcp", "tools", len(srv.Catalog().Tools))
 		printOIDC(srv.Auth, logger)
 	default:
 		link, err := srv.Auth.SigninLink(ctx)
 		if err != nil {
 			return err
 		}
-		logger.Info("serving MCP over HTTP", "url", base+"/mcp", "tools", len(srv.Catalog.Tools))
+		logger.Info("serving MCP over HTTP", "url", base+"/mcp", "tools", len(srv.Catalog().Tools))
 		// The one place a sign-in link is printed: it is a credential, valid
 		// once and for 15 minutes; `alterhost signin-link` makes another.
 		fmt.Fprintf(os.Stderr, "\nSign in to alterhost (once, within 15 minutes): %s\n\n", link)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -39,14 +40,69 @@ type Options struct {
 	Connections *Connections
 }
 
+// Server offers a catalog's tools over MCP and follows the catalog as it
+// changes (see Update).
+type Server struct {
+	mcp  *mcp.Server
+	opts Options
+
+	mu    sync.RWMutex
+	tools map[string]plugin.Binding // the tools offered now
+}
+
 // New returns an MCP server offering every tool of cat, each call acting
 // for the person opts.Identify names.
-func New(cat *plugin.Catalog, opts Options) *mcp.Server {
-	s := mcp.NewServer(&mcp.Implementation{Name: "alterhost", Version: opts.Version}, &mcp.ServerOptions{Logger: opts.Logger})
-	for _, b := range cat.Tools {
-		s.AddTool(toolOf(b.Tool), handler(b, &opts))
+func New(cat *plugin.Catalog, opts Options) *Server {
+	s := &Server{
+		mcp: mcp.NewServer(&mcp.Implementation{Name: "alterhost", Version: opts.Version},
+			// Declared up front: the catalog may be empty now and gain tools
+			// later, and clients must know to listen for that.
+			&mcp.ServerOptions{Logger: opts.Logger, HasTools: true}),
+		opts:  opts,
+		tools: map[string]plugin.Binding{},
 	}
+	s.Update(cat)
 	return s
+}
+
+// MCP returns the MCP server to serve.
+func (s *Server) MCP() *mcp.Server { return s.mcp }
+
+// Update offers cat's tools instead of the previous catalog's: new and
+// changed tools are (re)registered, gone ones removed, and the SDK tells
+// connected clients the list changed. Calls already running finish on the
+// version they started with.
+func (s *Server) Update(cat *plugin.Catalog) {
+	next := make(map[string]plugin.Binding, len(cat.Tools))
+	for _, b := range cat.Tools {
+		next[b.Tool.Name] = b
+	}
+	s.mu.Lock()
+	prev := s.tools
+	s.tools = next
+	s.mu.Unlock()
+	var gone []string
+	for name := range prev {
+		if _, ok := next[name]; !ok {
+			gone = append(gone, name)
+		}
+	}
+	if len(gone) > 0 {
+		s.mcp.RemoveTools(gone...)
+	}
+	for _, b := range cat.Tools {
+		if prev[b.Tool.Name] != b {
+			s.mcp.AddTool(toolOf(b.Tool), s.handler(b.Tool.Name))
+		}
+	}
+}
+
+// binding returns the tool offered now under name.
+func (s *Server) binding(name string) (plugin.Binding, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	b, ok := s.tools[name]
+	return b, ok
 }
 
 // identity builds the call's identity: the person, and as agents the
@@ -86,8 +142,15 @@ func toolOf(t *abi.Tool) *mcp.Tool {
 	return mt
 }
 
-func handler(b plugin.Binding, opts *Options) mcp.ToolHandler {
+// handler serves tool name from whichever version of its plugin is current
+// when the call starts.
+func (s *Server) handler(name string) mcp.ToolHandler {
+	opts := &s.opts
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		b, ok := s.binding(name)
+		if !ok {
+			return failed(name, &plugin.Failure{Kind: "unavailable", Message: "the tool was removed from this server"}), nil
+		}
 		id, err := identity(ctx, req, b.Tool, opts.Identify)
 		if err != nil {
 			return failed(b.Tool.Name, &plugin.Failure{Kind: "unauthenticated", Message: err.Error()}), nil
@@ -107,8 +170,16 @@ func handler(b plugin.Binding, opts *Options) mcp.ToolHandler {
 			mode = noElicitation
 		}
 		out, err := b.Plugin.Call(ctx, b.Tool, req.Params.Arguments)
+		var f *plugin.Failure
+		if errors.As(err, &f) && f.Kind == plugin.KindRetired {
+			// A new version replaced the plugin as the call began; the
+			// guest did not run, so run the current one.
+			if nb, ok := s.binding(name); ok && nb != b {
+				b = nb
+				out, err = b.Plugin.Call(ctx, b.Tool, req.Params.Arguments)
+			}
+		}
 		if err != nil {
-			var f *plugin.Failure
 			if !errors.As(err, &f) {
 				f = &plugin.Failure{Kind: "internal", Message: err.Error()}
 			}

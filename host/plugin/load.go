@@ -152,53 +152,16 @@ type Binding struct {
 	Tool   *abi.Tool
 }
 
-// LoadDir loads every *.wasm file in dir, in file-name order. A plugin that
-// fails to load is skipped and its error returned among errs; the rest
-// still load. Name collisions resolve by that order: the first plugin with a
-// given name, and the first tool with a given name, win; later ones are
-// skipped with an error naming both files.
+// LoadDir loads every *.wasm file in dir, in file-name order, once (see
+// [Folder] for a folder kept loaded). A plugin that fails to load is
+// skipped and its error returned among errs; the rest still load. Name
+// collisions resolve by that order: the first plugin with a given name, and
+// the first tool with a given name, win; later ones are skipped with an
+// error naming both files.
 func (h *Host) LoadDir(ctx context.Context, dir string) (cat *Catalog, errs []error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return &Catalog{}, []error{fmt.Errorf("plugins folder: %w", err)}
-	}
-	cat = &Catalog{}
-	pluginFile := map[string]string{}
-	toolFile := map[string]string{}
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".wasm") {
-			continue
-		}
-		path := filepath.Join(dir, e.Name())
-		spec, err := Read(path)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if first, dup := pluginFile[spec.Manifest.Name]; dup {
-			errs = append(errs, fmt.Errorf("%s: plugin name %q is already used by %s; skipped (rename one of them)",
-				path, spec.Manifest.Name, first))
-			continue
-		}
-		p, err := h.Load(ctx, spec)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		pluginFile[spec.Manifest.Name] = path
-		cat.Plugins = append(cat.Plugins, p)
-		for i := range p.Manifest.Tools {
-			t := &p.Manifest.Tools[i]
-			if first, dup := toolFile[t.Name]; dup {
-				errs = append(errs, fmt.Errorf("%s: tool %q is already served by %s; this plugin's copy is skipped (rename one of them)",
-					path, t.Name, first))
-				continue
-			}
-			toolFile[t.Name] = path
-			cat.Tools = append(cat.Tools, Binding{Plugin: p, Tool: t})
-		}
-	}
-	return cat, errs
+	f := h.OpenFolder(dir)
+	_, errs = f.Reload(ctx)
+	return f.Catalog(), errs
 }
 
 // Close stops every plugin in the catalog.

@@ -73,10 +73,12 @@ func (p *Plugin) Instantiations() int64 { return p.pool.instantiations.Load() }
 // so security tests can prove what never entered a guest.
 func (p *Plugin) Memories() ([]map[string][]byte, error) { return p.pool.inspect() }
 
-// Close closes the idle instances and the compiled module.
+// Close retires the plugin: new calls fail with KindRetired, the calls in
+// progress finish (until ctx ends, when they are cut off), and then the
+// instances and the compiled module are closed.
 func (p *Plugin) Close(ctx context.Context) error {
 	p.pool.close(ctx)
-	return p.module.Close(ctx)
+	return p.module.Close(context.WithoutCancel(ctx))
 }
 
 // Failure is why a tool call produced no output, in words for the MCP
@@ -93,6 +95,11 @@ type Failure struct {
 
 func (f *Failure) Error() string { return f.Message }
 
+// KindRetired is the Failure kind of a call that reached a plugin after a
+// newer version replaced it (or as the host shuts down): the guest did not
+// run, so the caller may try the current version.
+const KindRetired = "retired"
+
 // Call runs tool with JSON arguments and returns the guest's raw output.
 // Every error is a *Failure. The instance that ran the call goes back to
 // the pool only if the call succeeded.
@@ -108,6 +115,9 @@ func (p *Plugin) Call(ctx context.Context, tool *abi.Tool, args json.RawMessage)
 		return nil, &Failure{Kind: "invalid_arguments", Message: "the arguments do not match the tool's input schema: " + err.Error()}
 	}
 	inst, err := p.pool.get(ctx)
+	if errors.Is(err, errRetired) {
+		return nil, &Failure{Kind: KindRetired, Message: err.Error()}
+	}
 	if err != nil {
 		return nil, &Failure{Kind: "busy", Message: err.Error()}
 	}

@@ -2,7 +2,9 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,11 +16,12 @@ import (
 // An instance serves one call at a time: Extism instances share mutable
 // state, and two callers on one would see each other's output.
 type pool struct {
-	module  engine.Module
-	slots   chan struct{}        // one token per running call
-	idle    chan engine.Instance // healthy instances waiting for work
-	wait    time.Duration
-	stopped chan struct{}
+	module   engine.Module
+	slots    chan struct{}        // one token per running call
+	idle     chan engine.Instance // healthy instances waiting for work
+	wait     time.Duration
+	stopped  chan struct{}
+	stopOnce sync.Once
 	// instantiations counts instances made after the pool was warmed.
 	instantiations atomic.Int64
 }
@@ -45,7 +48,15 @@ func (p *pool) get(ctx context.Context) (engine.Instance, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-p.stopped:
-		return nil, fmt.Errorf("the plugin is shutting down")
+		return nil, errRetired
+	}
+	// A slot may have been free as the pool stopped; a stopped pool's
+	// module is about to close, so no call may start on it.
+	select {
+	case <-p.stopped:
+		<-p.slots
+		return nil, errRetired
+	default:
 	}
 	select {
 	case inst := <-p.idle:
@@ -84,10 +95,27 @@ func (p *pool) put(ctx context.Context, inst engine.Instance, healthy, acquired 
 	}
 }
 
-// close stops handing out instances and closes the idle ones; instances in
-// use are closed when they come back.
+// errRetired is what a call gets from a pool that stopped: the plugin was
+// replaced or is shutting down.
+var errRetired = errors.New("this version of the plugin was retired")
+
+// close stops handing out instances, waits for the calls in progress to
+// return theirs (or for ctx to end), and closes every instance.
 func (p *pool) close(ctx context.Context) {
-	close(p.stopped)
+	p.stopOnce.Do(func() { close(p.stopped) })
+	// Holding every slot means no call is running.
+	for range cap(p.slots) {
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			p.closeIdle(ctx)
+			return
+		}
+	}
+	p.closeIdle(ctx)
+}
+
+func (p *pool) closeIdle(ctx context.Context) {
 	for {
 		select {
 		case inst := <-p.idle:
