@@ -53,6 +53,11 @@ ALTER__KERNEL(store_u8) void alter_kernel_store_u8(alter_u64 offset, alter_u32 v
 ALTER__KERNEL(store_u64) void alter_kernel_store_u64(alter_u64 offset, alter_u64 v);
 ALTER__KERNEL(output_set) void alter_kernel_output_set(alter_u64 offset, alter_u64 n);
 ALTER__KERNEL(error_set) void alter_kernel_error_set(alter_u64 offset);
+ALTER__KERNEL(config_get) alter_u64 alter_kernel_config_get(alter_u64 key);
+ALTER__KERNEL(log_debug) void alter_kernel_log_debug(alter_u64 msg);
+ALTER__KERNEL(log_info) void alter_kernel_log_info(alter_u64 msg);
+ALTER__KERNEL(log_warn) void alter_kernel_log_warn(alter_u64 msg);
+ALTER__KERNEL(log_error) void alter_kernel_log_error(alter_u64 msg);
 
 /* The host's one door out of the sandbox; see alter_request below. */
 __attribute__((import_module("extism:host/user"), import_name("alter_request")))
@@ -167,6 +172,41 @@ static inline void alter_output_str(const char *s) { alter_output(s, alter_strle
 static inline void alter_set_error(const char *msg) {
     if (!*msg) msg = "tool failed"; /* an empty message would read as "no error" */
     alter_kernel_error_set(alter__store(msg, alter_strlen(msg)));
+}
+
+/* ---- Settings and logs ---------------------------------------------- */
+
+/* alter_setting copies the value of the plugin setting key (NUL-terminated)
+ * into buf and returns its length; if that is more than cap, only cap bytes
+ * were copied. It returns -1 for a setting with no value. Settings come
+ * from the operator's NAME.config.json over the manifest's defaults; they
+ * are never secrets. */
+static inline long long alter_setting(const char *key, char *buf, alter_size cap) {
+    alter_size klen = alter_strlen(key);
+    if (klen == 0) return -1;
+    alter_u64 k = alter__store(key, klen);
+    alter_u64 off = alter_kernel_config_get(k);
+    alter_kernel_free(k);
+    if (off == 0) return -1;
+    alter_size n = (alter_size)alter_kernel_length(off);
+    alter__load(0, off, buf, n < cap ? n : cap);
+    alter_kernel_free(off);
+    return (long long)n;
+}
+
+enum alter_level { ALTER_DEBUG, ALTER_INFO, ALTER_WARN, ALTER_ERROR };
+
+/* alter_log writes the NUL-terminated msg to the host's log at level. */
+static inline void alter_log(enum alter_level level, const char *msg) {
+    alter_size n = alter_strlen(msg);
+    if (n == 0) return;
+    alter_u64 off = alter__store(msg, n); /* the host frees it */
+    switch (level) {
+    case ALTER_DEBUG: alter_kernel_log_debug(off); break;
+    case ALTER_INFO: alter_kernel_log_info(off); break;
+    case ALTER_WARN: alter_kernel_log_warn(off); break;
+    default: alter_kernel_log_error(off); break;
+    }
 }
 
 /* ---- alter_request -------------------------------------------------- */

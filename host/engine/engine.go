@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -56,6 +57,8 @@ type Config struct {
 	Request RequestFunc
 	// Settings are what the guest reads with the kernel's config_get.
 	Settings map[string]string
+	// Logger receives the guest's log lines; nil: the engine's logger.
+	Logger *slog.Logger
 }
 
 // Failure classifies why a call did not return output.

@@ -85,7 +85,11 @@ func (e *extismEngine) Compile(ctx context.Context, wasm []byte, cfg Config) (Mo
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	return &extismModule{compiled: compiled, cfg: cfg, logger: e.logger}, nil
+	logger := cfg.Logger
+	if logger == nil {
+		logger = e.logger
+	}
+	return &extismModule{compiled: compiled, cfg: cfg, logger: logger}, nil
 }
 
 // alterRequestFunction adapts a RequestFunc to Extism's calling convention:

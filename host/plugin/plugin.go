@@ -50,6 +50,7 @@ func (h *Host) Load(ctx context.Context, spec *Spec) (*Plugin, error) {
 		MaxOutputBytes: lim.MaxOutputBytes,
 		Request:        p.serveRequest,
 		Settings:       settings,
+		Logger:         p.logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.File, err)
