@@ -13,11 +13,11 @@ import (
 // runEmbed writes a copy of a Wasm module with a validated manifest in its
 // alter.manifest custom section, making the module a complete plugin.
 func runEmbed(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("alterhost plugin embed", flag.ContinueOnError)
+	fs := flag.NewFlagSet("alterhost plugin pack", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("o", "", "write the plugin here (default: replace `FILE.wasm`)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: alterhost plugin embed [-o OUT.wasm] FILE.wasm MANIFEST.json")
+		fmt.Fprintln(stderr, "usage: alterhost plugin pack [-o OUT.wasm] FILE.wasm MANIFEST.json")
 		fmt.Fprintln(stderr, "\nValidates MANIFEST.json and stores it in the module's alter.manifest section.")
 		fs.PrintDefaults()
 	}

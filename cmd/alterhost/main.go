@@ -1,8 +1,9 @@
 // Command alterhost serves a folder of WebAssembly plugins as MCP tools.
 //
 //	alterhost --plugins DIR [--addr 127.0.0.1:8080] [--data-dir DIR] [--stdio] [--no-auth]
-//	alterhost plugin inspect FILE.wasm
-//	alterhost plugin embed [-o OUT.wasm] FILE.wasm MANIFEST.json
+//	alterhost plugin new|build|pack|inspect ...
+//
+// Run it with -h for the whole usage.
 package main
 
 import (
@@ -33,8 +34,10 @@ const usage = `alterhost serves a folder of WebAssembly plugins as MCP tools.
 Usage:
   alterhost --plugins DIR [--addr HOST:PORT] [--data-dir DIR] (--stdio | --no-auth)
   alterhost --plugins DIR --oidc-issuer URL --oidc-client-id ID [--oidc-allowed-domains D,...]
+  alterhost plugin new --lang go|c|rust|assemblyscript NAME
+  alterhost plugin build [--lang LANGUAGE] [-o OUT.wasm] [DIR]
+  alterhost plugin pack [-o OUT.wasm] FILE.wasm MANIFEST.json
   alterhost plugin inspect [--json] FILE.wasm
-  alterhost plugin embed [-o OUT.wasm] FILE.wasm MANIFEST.json
   alterhost audit [--subject S] [--plugin P] [--provider P] [--since 1h]
   alterhost grants [--subject S]
   alterhost providers [--providers FILE] [--json]
@@ -76,10 +79,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(args) >= 2 && args[0] == "plugin" && args[1] == "inspect":
 		err = runInspect(args[2:], stdout, stderr)
-	case len(args) >= 2 && args[0] == "plugin" && args[1] == "embed":
+	case len(args) >= 2 && args[0] == "plugin" && (args[1] == "pack" || args[1] == "embed"):
 		err = runEmbed(args[2:], stdout, stderr)
+	case len(args) >= 2 && args[0] == "plugin" && args[1] == "new":
+		err = runNew(args[2:], stdout, stderr)
+	case len(args) >= 2 && args[0] == "plugin" && args[1] == "build":
+		err = runBuild(args[2:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "plugin":
-		fmt.Fprintln(stderr, "usage: alterhost plugin inspect|embed ...")
+		fmt.Fprintln(stderr, "usage: alterhost plugin new|build|pack|inspect ...")
 		return 2
 	case len(args) >= 1 && args[0] == "audit":
 		err = runAudit(args[1:], stdout, stderr)

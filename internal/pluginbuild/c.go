@@ -26,7 +26,11 @@ func buildC(ctx context.Context, b *Build, _ string) error {
 	if err != nil {
 		return err
 	}
-	args := append([]string{"--target=wasm32", "-nostdlib", "-O2", "-Wall", "-Wextra",
-		"-I", filepath.Join(b.Root, "abi", "c"), "-Wl,--no-entry", "-o", out}, sources...)
+	args := []string{"--target=wasm32", "-nostdlib", "-O2", "-Wall", "-Wextra", "-Wl,--no-entry", "-o", out}
+	if b.Root != "" {
+		// In the source tree; a scaffolded plugin has alter.h beside it.
+		args = append(args, "-I", filepath.Join(b.Root, "abi", "c"))
+	}
+	args = append(args, sources...)
 	return run(ctx, b.Dir, nil, clang, args...)
 }

@@ -139,3 +139,59 @@ func run(ctx context.Context, dir string, env []string, name string, args ...str
 	}
 	return nil
 }
+
+// Detect names the language of the plugin sources in dir by the files
+// there: go.mod or .go files, .c files, .rs files, or .ts files.
+func Detect(dir string) (Lang, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	var found []Lang
+	add := func(l Lang) {
+		if !slices.Contains(found, l) {
+			found = append(found, l)
+		}
+	}
+	for _, e := range entries {
+		switch n := e.Name(); {
+		case e.IsDir():
+		case n == "go.mod" || strings.HasSuffix(n, ".go"):
+			add(Go)
+		case strings.HasSuffix(n, ".c"):
+			add(C)
+		case strings.HasSuffix(n, ".rs"):
+			add(Rust)
+		case strings.HasSuffix(n, ".ts"):
+			add(AssemblyScript)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("%s holds no Go, C, Rust or AssemblyScript sources; say which with --lang", dir)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%s holds sources in %v; say which to build with --lang", dir, found)
+}
+
+// FindRoot returns the alterhost source tree dir lies in (its bindings
+// are then used in place), or "" when it lies in none: a plugin made by
+// `alterhost plugin new` carries a copy of its binding.
+func FindRoot(dir string) string {
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return ""
+	}
+	for {
+		if mod, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil &&
+			strings.HasPrefix(string(mod), "module github.com/alterhost/alterhost\n") {
+			return d
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return ""
+		}
+		d = parent
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/alterhost/alterhost/abi"
@@ -75,5 +76,32 @@ func TestBuildRefusals(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Error("a failed build left a plugin behind")
+	}
+}
+
+func TestDetect(t *testing.T) {
+	for _, tc := range []struct {
+		files []string
+		want  Lang
+		err   string
+	}{
+		{[]string{"go.mod", "main.go", "alter.json"}, Go, ""},
+		{[]string{"text.c", "alter.h"}, C, ""},
+		{[]string{"lib.rs"}, Rust, ""},
+		{[]string{"index.ts", "package.json"}, AssemblyScript, ""},
+		{[]string{"alter.json"}, "", "no Go, C, Rust or AssemblyScript sources"},
+		{[]string{"a.c", "b.rs"}, "", "say which to build with --lang"},
+	} {
+		dir := t.TempDir()
+		for _, f := range tc.files {
+			os.WriteFile(filepath.Join(dir, f), nil, 0o644)
+		}
+		got, err := Detect(dir)
+		if got != tc.want || (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%v: %s, %v; want %s, %q", tc.files, got, err, tc.want, tc.err)
+		}
+	}
+	if FindRoot(".") == "" || FindRoot(t.TempDir()) != "" {
+		t.Error("FindRoot does not tell the source tree from elsewhere")
 	}
 }
