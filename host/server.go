@@ -187,7 +187,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Vault = vault.New(s.store, keys, providers, logger)
 	s.auditor = vault.NewAuditor(s.store, logger)
 	s.connect = &connect.Service{Store: s.store, Vault: s.Vault, Providers: providers, BaseURL: base,
-		Subject: s.httpSubject, Logger: logger}
+		Subject: s.httpSubject, SigninURL: s.signinURL, Logger: logger}
 	s.Vault.Linker = s.connect
 
 	cacheDir := ""

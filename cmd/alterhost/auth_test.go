@@ -115,13 +115,23 @@ func TestOAuthJourney(t *testing.T) {
 	if res := call("whoami", nil); res.IsError || !strings.Contains(text(t, res), `"authenticated":true`) {
 		t.Fatalf("whoami after connecting: %s", text(t, res))
 	}
-	// A Connect link used in a browser that is not signed in is refused.
+	// A Connect link opened in a browser that is not signed in leads to
+	// sign-in and leaves the link unspent; the signed-in browser then uses
+	// it.
 	res = call("add_note", map[string]any{"text": "x"})
-	stranger, _ := http.Get(errorMeta(t, res)["connect_url"].(string))
+	connectLink := errorMeta(t, res)["connect_url"].(string)
+	stranger, err := sandboxtest.Browser().Get(connectLink)
+	if err != nil {
+		t.Fatal(err)
+	}
 	body, _ := io.ReadAll(stranger.Body)
 	stranger.Body.Close()
-	if stranger.StatusCode != http.StatusForbidden {
-		t.Errorf("a Connect link in a browser not signed in: %d\n%s", stranger.StatusCode, body)
+	if stranger.StatusCode != http.StatusOK || stranger.Request.URL.Path != "/signin" ||
+		stranger.Request.URL.Query().Get("next") == "" || !strings.Contains(string(body), "Sign in") {
+		t.Errorf("a Connect link in a browser not signed in: %d %s\n%s", stranger.StatusCode, stranger.Request.URL, body)
+	}
+	if page := sandboxtest.Approve(t, browser, connectLink); !strings.Contains(page, "Connected Sandbox") {
+		t.Fatalf("the link after the stranger's visit: %s", page)
 	}
 
 	// The access token lives 2 s: the client refreshes, and the person is

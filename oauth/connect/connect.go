@@ -52,8 +52,11 @@ type Service struct {
 	// BaseURL is alterhost's external URL, e.g. http://127.0.0.1:8080.
 	BaseURL *url.URL
 	// Subject names the person an HTTP request comes from. It is the one
-	// place identity enters; the OAuth server will replace its source.
+	// place identity enters.
 	Subject func(r *http.Request) (string, error)
+	// SigninURL is where a browser that is not signed in goes to sign in
+	// and come back to next. Nil, or "" from it: such a browser is refused.
+	SigninURL func(next string) string
 	Logger  *slog.Logger
 	// LinkTTL and FlowTTL bound how long a Connect URL and a started flow
 	// stay usable.
@@ -141,6 +144,18 @@ func flowCookie(state string) string {
 
 func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "provider")
+	// Sign in first, then come back: the link stays unspent until a
+	// signed-in browser opens it, and is then checked against its person.
+	if s.Subject != nil && s.SigninURL != nil {
+		if _, err := s.Subject(r); err != nil {
+			if u := s.SigninURL(r.URL.RequestURI()); u != "" {
+				w.Header().Set("Cache-Control", "no-store")
+				w.Header().Set("Referrer-Policy", "no-referrer")
+				http.Redirect(w, r, u, http.StatusSeeOther)
+				return
+			}
+		}
+	}
 	link, err := s.Store.TakeLink(r.Context(), hash(r.URL.Query().Get("link")), s.now())
 	if errors.Is(err, store.ErrNotFound) {
 		s.page(w, http.StatusGone, "This Connect link was already used or has expired",
@@ -161,9 +176,8 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	if s.Subject != nil {
 		if who, err := s.Subject(r); err != nil || who != link.Subject {
 			s.page(w, http.StatusForbidden, "This Connect link belongs to another person",
-				"Open a fresh link in a browser signed in to alterhost as the person who called the tool. "+
-					"An alterhost that trusts an external authorization server has no sign-in of its own, "+
-					"so it cannot connect accounts from a browser.")
+				"This browser is signed in to alterhost as someone else, or cannot sign in here. "+
+					"Sign out, sign in as the person who called the tool, and call it again for a fresh link.")
 			return
 		}
 	}

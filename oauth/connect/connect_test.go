@@ -352,6 +352,37 @@ func TestLinkOfAnotherPerson(t *testing.T) {
 	f.noGrant("mallory", "acme")
 }
 
+// TestSigninFirst: a browser that is not signed in is sent to sign in and
+// back, and the link is not spent on the way; without a sign-in page it is
+// refused.
+func TestSigninFirst(t *testing.T) {
+	f := newFlow(t)
+	link := f.connectURL("alice", "acme", "read")
+	anonymous := noFollow(&http.Client{Timeout: proctest.Timeout})
+	// No sign-in page (an external issuer without OIDC): refused.
+	wantPage(t, f.get(anonymous, link), http.StatusForbidden, "This Connect link belongs to another person")
+	f.noGrant("alice", "acme")
+
+	link = f.connectURL("alice", "acme", "read")
+	f.svc.SigninURL = func(next string) string { return "/signin?next=" + url.QueryEscape(next) }
+	resp, err := anonymous.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := resp.Location()
+	if resp.StatusCode != http.StatusSeeOther || loc == nil || loc.Path != "/signin" ||
+		loc.Query().Get("next") != strings.TrimPrefix(link, f.srv.URL) || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("not signed in: %d %v %v", resp.StatusCode, loc, resp.Header)
+	}
+	// The link was not spent: alice, signed in, uses it.
+	alice := browser(t)
+	wantPage(t, f.get(alice, f.consent(alice, link)), http.StatusOK, "Connected Acme")
+	if _, ok := f.grant("alice", "acme"); !ok {
+		t.Fatal("no grant")
+	}
+}
+
 // noFollow is c, same cookie jar, stopping at redirects.
 func noFollow(c *http.Client) *http.Client {
 	n := *c

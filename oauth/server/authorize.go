@@ -48,6 +48,9 @@ func (s *Server) checkAuthRequest(w http.ResponseWriter, r *http.Request, q url.
 		}
 	}
 	c, err := s.loadClient(r, q.Get("client_id"))
+	if s.metadataErrorPage(w, err) {
+		return nil, false
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		s.message(w, http.StatusBadRequest, "Unknown client",
 			"The application that sent you here is not registered with this alterhost. Start again from the application.")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -138,6 +139,10 @@ func (e *env) refused(id, want string) {
 	e.t.Helper()
 	resp, body := e.get(http.DefaultClient, e.ts.URL+"/authorize?"+e.baseParams(id).Encode())
 	noRedirect(e.t, resp, body)
+	// The page says what is wrong with the document, not "unknown client".
+	if !strings.Contains(body, html.EscapeString(want)) {
+		e.t.Errorf("the authorize page does not say %q:\n%s", want, body)
+	}
 	msg := e.loadErr(id).Error()
 	if !strings.Contains(msg, want) {
 		e.t.Errorf("message %q lacks %q", msg, want)
