@@ -57,7 +57,7 @@ type Service struct {
 	// SigninURL is where a browser that is not signed in goes to sign in
 	// and come back to next. Nil, or "" from it: such a browser is refused.
 	SigninURL func(next string) string
-	Logger  *slog.Logger
+	Logger    *slog.Logger
 	// LinkTTL and FlowTTL bound how long a Connect URL and a started flow
 	// stay usable.
 	LinkTTL, FlowTTL time.Duration
