@@ -234,7 +234,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	case cfg.Auth:
 		s.Auth, err = server.New(server.Options{Store: s.store, Issuer: base, Owner: LocalOwner, OIDC: cfg.OIDC,
-			Providers: providerScopes(cat, providers), Connect: s.connect.ConnectURL,
+			Providers: func() []server.ProviderScopes { return providerScopes(s.Catalog(), providers) },
+			Connect:   s.connect.ConnectURL,
 			AccessTTL: cfg.AccessTokenTTL, Logger: logger})
 		if err != nil {
 			return nil, err

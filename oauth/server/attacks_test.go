@@ -492,7 +492,9 @@ func TestPagesForbidFraming(t *testing.T) {
 func TestConsentPageContent(t *testing.T) {
 	var calls []string
 	e := newEnv(t, func(o *Options) {
-		o.Providers = []ProviderScopes{{Name: "github", DisplayName: "GitHub", Scopes: []string{"repo"}}, {Name: "sandbox"}}
+		o.Providers = func() []ProviderScopes {
+			return []ProviderScopes{{Name: "github", DisplayName: "GitHub", Scopes: []string{"repo"}}, {Name: "sandbox"}}
+		}
 		o.Connect = func(_ context.Context, subject, provider string, scopes []string) (string, error) {
 			calls = append(calls, subject+"/"+provider+"/"+strings.Join(scopes, ","))
 			return "http://127.0.0.1/connect/" + provider + "?link=L-" + provider, nil

@@ -196,7 +196,11 @@ func (s *Server) consentPage(r *http.Request, a *authRequest, sess store.Session
 	default:
 		p.Native, p.RedirectHost = true, u.Scheme+":"
 	}
-	for _, pr := range s.opts.Providers {
+	var providers []ProviderScopes
+	if s.opts.Providers != nil {
+		providers = s.opts.Providers()
+	}
+	for _, pr := range providers {
 		v := providerView{DisplayName: pr.DisplayName, Scopes: pr.Scopes}
 		if v.DisplayName == "" {
 			v.DisplayName = pr.Name

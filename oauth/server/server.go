@@ -69,8 +69,10 @@ type Options struct {
 	// OIDC, if set, signs people in through an OpenID Connect provider
 	// instead of owner mode's links.
 	OIDC *OIDCConfig
-	// Providers are listed on the consent page.
-	Providers []ProviderScopes
+	// Providers lists the upstream providers for the consent page, asked
+	// each time the page is shown: the tools, and so the providers, change
+	// as plugins are reloaded. Nil: none.
+	Providers func() []ProviderScopes
 	// Connect mints a Connect URL through which subject grants scopes at
 	// provider (the Connect service's ConnectURL). Nil: the consent page
 	// lists providers without Connect links.
