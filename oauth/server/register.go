@@ -223,8 +223,8 @@ func (s *Server) validateMetadata(m *oauthex.ClientRegistrationMetadata) error {
 }
 
 // checkRedirectURI accepts https URLs; http only to loopback (RFC 8252
-// §7.3); and private-use schemes of native apps, which must be reverse
-// domain names, so contain a dot (RFC 8252 §7.1). It refuses fragments
+// §7.3); and private-use schemes of native apps (RFC 8252 §7.1), except
+// schemes a browser gives meaning to. It refuses fragments
 // (RFC 6749 §3.1.2) and userinfo, and hosts with anything but letters,
 // digits, dots, hyphens and IP literals, because the host is shown to the
 // person and written into the consent page's Content-Security-Policy.
@@ -247,7 +247,8 @@ func checkRedirectURI(raw string) error {
 	}
 	scheme := strings.ToLower(u.Scheme)
 	switch scheme {
-	case "javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "ws", "wss", "ftp":
+	case "javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "ws", "wss", "ftp",
+		"intent", "view-source", "jar":
 		return badRedirect("a redirect URI must not use the %s scheme", scheme)
 	case "https":
 		if u.Host == "" || u.Opaque != "" || !safeHost(u.Hostname()) {
@@ -258,9 +259,11 @@ func checkRedirectURI(raw string) error {
 			return badRedirect("http redirect URIs are allowed only to 127.0.0.1, [::1] or localhost; use https")
 		}
 	default:
-		if !strings.Contains(scheme, ".") {
-			return badRedirect("a private-use redirect URI scheme must be a reverse domain name, such as com.example.app")
-		}
+		// RFC 8252 asks native apps for reverse-domain schemes, but MCP
+		// clients in use register others (cursor://). Another app claiming
+		// the same scheme could receive the code, and PKCE, which this
+		// server requires, makes that code useless to it; the consent page
+		// names the scheme so the person sees which app is asking.
 		if u.Host != "" && !safeHost(u.Hostname()) {
 			return badRedirect("a redirect URI's host is invalid")
 		}

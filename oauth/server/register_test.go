@@ -34,7 +34,9 @@ func TestRegistrationRejects(t *testing.T) {
 		"userinfo loopback":       {map[string]any{"redirect_uris": []string{"http://user:pw@127.0.0.1/cb"}}, "invalid_redirect_uri"},
 		"http not loopback":       {map[string]any{"redirect_uris": []string{"http://app.example/cb"}}, "invalid_redirect_uri"},
 		"http loopback lookalike": {map[string]any{"redirect_uris": []string{"http://127.0.0.1.evil.example/cb"}}, "invalid_redirect_uri"},
-		"scheme without dot":      {map[string]any{"redirect_uris": []string{"myapp://cb"}}, "invalid_redirect_uri"},
+		"intent":                  {map[string]any{"redirect_uris": []string{"intent://cb#Intent;scheme=x;end"}}, "invalid_redirect_uri"},
+		"intent without fragment": {map[string]any{"redirect_uris": []string{"intent://cb"}}, "invalid_redirect_uri"},
+		"view-source":             {map[string]any{"redirect_uris": []string{"view-source:https://app.example/"}}, "invalid_redirect_uri"},
 		"relative":                {map[string]any{"redirect_uris": []string{"/cb"}}, "invalid_redirect_uri"},
 		"space":                   {map[string]any{"redirect_uris": []string{"https://app.example/c b"}}, "invalid_redirect_uri"},
 		"one bad of two":          {map[string]any{"redirect_uris": []string{"https://app.example/cb", "javascript:x"}}, "invalid_redirect_uri"},
@@ -60,7 +62,8 @@ func TestRegistrationRejects(t *testing.T) {
 func TestRegistrationAccepts(t *testing.T) {
 	e := newEnv(t).unlimited()
 	for _, uri := range []string{"https://claude.ai/api/mcp/auth_callback", "http://127.0.0.1:6274/oauth/callback",
-		"http://localhost/cb", "http://[::1]:8080/cb", "com.example.app:/oauth2redirect", "https://app.example/cb?x=1"} {
+		"http://localhost/cb", "http://[::1]:8080/cb", "com.example.app:/oauth2redirect", "https://app.example/cb?x=1",
+		"cursor://anysphere.cursor-retrieval/oauth/user-alterhost/callback", "myapp://cb"} {
 		status, m := e.register(map[string]any{"redirect_uris": []string{uri}, "unknown_field": map[string]any{"tolerated": true},
 			"software_statement": "eyJ.x.y"})
 		if status != http.StatusCreated {
