@@ -204,11 +204,17 @@ func TestBrowserConsent(t *testing.T) {
 		}
 	}
 
-	// Sign in with the printed link.
+	// Sign in with the printed link: opening it shows a button, which
+	// signs in.
 	res, err := chromedp.Run(bctx, chromedp.NavigateResponse(link))
 	step("opening the sign-in link", err)
-	if h1 := heading(t, bctx); res.Status != http.StatusOK || h1 != "Signed in" {
+	if h1 := heading(t, bctx); res.Status != http.StatusOK || h1 != "Sign in to alterhost" {
 		t.Fatalf("sign-in link: %d %q", res.Status, h1)
+	}
+	res, err = chromedp.RunResponse(bctx, chromedp.Click(chromedp.CSS(`form[action="/signin"] button[type="submit"]`), chromedp.NodeVisible))
+	step("pressing Sign in", err)
+	if h1 := heading(t, bctx); res.Status != http.StatusOK || h1 != "Signed in" {
+		t.Fatalf("sign-in: %d %q", res.Status, h1)
 	}
 
 	// The consent page.

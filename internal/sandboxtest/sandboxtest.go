@@ -37,6 +37,19 @@ func Approve(t testing.TB, browser *http.Client, connectURL string) string {
 	return string(done)
 }
 
+// SignIn opens an owner-mode sign-in link in browser and presses its
+// button, and returns the page alterhost shows then.
+func SignIn(t testing.TB, browser *http.Client, link string) string {
+	t.Helper()
+	resp := approve(t, browser, link)
+	defer resp.Body.Close()
+	page, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("signing in: %d\n%s", resp.StatusCode, page)
+	}
+	return string(page)
+}
+
 // ApproveRedirect opens a URL whose page is a consent form (the sandbox's,
 // or alterhost's own for MCP clients), approves it, and returns where the
 // approval redirects to, without following it: an OAuth client's redirect

@@ -157,6 +157,23 @@ func (e *env) e(status int, m map[string]any) {
 	e.t.Fatalf("status %d: %v", status, m)
 }
 
+// useLink opens a sign-in link in c, which shows a button, and presses
+// it: it posts the page's form and returns the answer.
+func (e *env) useLink(c *http.Client, link string) (*http.Response, string) {
+	e.t.Helper()
+	resp, body := e.get(c, link)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `action="/signin"`) {
+		return resp, body // an error page: the caller checks it
+	}
+	form := url.Values{}
+	for _, m := range hiddenInput.FindAllStringSubmatch(body, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.ts.URL+"/signin", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return e.do(c, req)
+}
+
 // signIn signs the browser in with a fresh sign-in link.
 func (e *env) signIn() {
 	e.t.Helper()
@@ -164,7 +181,7 @@ func (e *env) signIn() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	resp, body := e.get(e.browser, link)
+	resp, body := e.useLink(e.browser, link)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Signed in") {
 		e.t.Fatalf("sign-in: %d %s", resp.StatusCode, body)
 	}

@@ -57,6 +57,17 @@ Then come back here, or paste the link below.</p>
 </form>
 {{template "bottom" .}}{{end}}
 
+{{define "signin-confirm"}}{{template "top" .}}
+<p>Sign in to this alterhost as its owner, in this browser?</p>
+<form method="post" action="/signin">
+<input type="hidden" name="link" value="{{.Link}}">
+<input type="hidden" name="next" value="{{.Next}}">
+<p><button type="submit">Sign in</button></p>
+</form>
+<p><small>The link works once, for 15 minutes. Opening it only shows this page, so an app that
+previews links does not use it up.</small></p>
+{{template "bottom" .}}{{end}}
+
 {{define "consent"}}{{template "top" .}}
 <p><strong>{{.ClientName}}</strong> wants to use the tools of this alterhost as you ({{.Subject}}).</p>
 {{if .Loopback}}<p class="warn">This client receives the approval on <strong>this computer</strong>
@@ -103,6 +114,8 @@ type messagePage struct{ Title, Detail string }
 type signinPage struct {
 	Title string
 	Next  string
+	// Link is the sign-in link's token, on the page that asks to use it.
+	Link string
 }
 
 // refusedPage tells a person the OIDC provider signed in who they are and

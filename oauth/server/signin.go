@@ -63,9 +63,10 @@ func (s *Server) session(r *http.Request) (store.Session, bool, error) {
 	return sess, true, nil
 }
 
-// signin is GET /signin?link=...&next=... (the printed link, opened) and
-// POST /signin (the link pasted into the sign-in page). It takes the link
-// and starts a session. GET /signin without a link is the sign-in page.
+// signin is GET /signin?link=...&next=... (the printed link, opened: a
+// page with a button that posts it) and POST /signin (that button, or the
+// link pasted into the sign-in page), which takes the link and starts a
+// session. GET /signin without a link is the sign-in page.
 // In OIDC mode it sends the browser to the OIDC start instead, and
 // refuses links without taking them.
 func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
@@ -92,6 +93,17 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	const again = "Run alterhost signin-link on alterhost's machine for a fresh link."
+	if r.Method == http.MethodGet && link != "" {
+		// Opening the link only asks: chat apps and mail scanners fetch
+		// links to preview them, and a GET that signed in would spend the
+		// link on them. The POST is what uses it.
+		page := signinPage{Title: "Sign in to alterhost", Link: link}
+		if safeNext(next) {
+			page.Next = next
+		}
+		s.render(w, http.StatusOK, "", "signin-confirm", page)
+		return
+	}
 	if link == "" {
 		if r.Method == http.MethodGet {
 			page := signinPage{Title: "Sign in to alterhost"}

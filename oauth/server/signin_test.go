@@ -113,7 +113,14 @@ func TestSigninLinkSingleUse(t *testing.T) {
 	if !strings.HasPrefix(link, e.ts.URL+"/signin?link=") {
 		t.Fatalf("link %s", link)
 	}
-	resp, _ := e.get(e.browser, link)
+	// Opening the link (a link preview does the same) uses nothing up.
+	for range 2 {
+		resp, body := e.get(&http.Client{}, link)
+		if resp.StatusCode != http.StatusOK || len(resp.Cookies()) != 0 || !strings.Contains(body, `<button type="submit">Sign in</button>`) {
+			t.Fatalf("opening the link: %d %v %s", resp.StatusCode, resp.Cookies(), body)
+		}
+	}
+	resp, _ := e.useLink(e.browser, link)
 	if resp.StatusCode != http.StatusOK || len(resp.Cookies()) != 1 {
 		t.Fatalf("first use: %d %v", resp.StatusCode, resp.Cookies())
 	}
@@ -122,7 +129,7 @@ func TestSigninLinkSingleUse(t *testing.T) {
 		t.Fatalf("cookie %+v", c)
 	}
 	other := &http.Client{CheckRedirect: e.browser.CheckRedirect}
-	resp, body := e.get(other, link)
+	resp, body := e.useLink(other, link)
 	if resp.StatusCode != http.StatusGone || len(resp.Cookies()) != 0 {
 		t.Fatalf("second use: %d %v %s", resp.StatusCode, resp.Cookies(), body)
 	}
@@ -132,7 +139,7 @@ func TestSigninLinkExpires(t *testing.T) {
 	e := newEnv(t)
 	link, _ := e.srv.SigninLink(t.Context())
 	e.clock.Advance(16 * time.Minute)
-	if resp, _ := e.get(e.browser, link); resp.StatusCode != http.StatusGone || len(resp.Cookies()) != 0 {
+	if resp, _ := e.useLink(e.browser, link); resp.StatusCode != http.StatusGone || len(resp.Cookies()) != 0 {
 		t.Fatalf("expired link: %d", resp.StatusCode)
 	}
 }
@@ -147,7 +154,7 @@ func TestConnectLinkDoesNotSignIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, _ := e.get(e.browser, e.ts.URL+"/signin?link=connect-token")
+	resp, _ := e.useLink(e.browser, e.ts.URL+"/signin?link=connect-token")
 	if resp.StatusCode != http.StatusBadRequest || len(resp.Cookies()) != 0 {
 		t.Fatalf("Connect link at /signin: %d %v", resp.StatusCode, resp.Cookies())
 	}
@@ -169,13 +176,13 @@ func TestSigninNextIsNotAnOpenRedirect(t *testing.T) {
 		"",
 	} {
 		link, _ := e.srv.SigninLink(t.Context())
-		resp, body := e.get(e.browser, link+"&next="+url.QueryEscape(next))
+		resp, body := e.useLink(e.browser, link+"&next="+url.QueryEscape(next))
 		if loc := resp.Header.Get("Location"); loc != "" || resp.StatusCode != http.StatusOK || !strings.Contains(body, "Signed in") {
 			t.Errorf("next %q: %d, Location %q", next, resp.StatusCode, loc)
 		}
 	}
 	link, _ := e.srv.SigninLink(t.Context())
-	resp, _ := e.get(e.browser, link+"&next="+url.QueryEscape("/authorize?client_id=x&state=y"))
+	resp, _ := e.useLink(e.browser, link+"&next="+url.QueryEscape("/authorize?client_id=x&state=y"))
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/authorize?client_id=x&state=y" {
 		t.Fatalf("good next: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
@@ -191,7 +198,9 @@ func TestHTTPSCookie(t *testing.T) {
 	}
 	link, _ := srv.SigninLink(t.Context())
 	w := httptest.NewRecorder()
-	srv.signin(w, httptest.NewRequest(http.MethodGet, link, nil))
+	req := httptest.NewRequest(http.MethodPost, "/signin", strings.NewReader(url.Values{"link": {link}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	srv.signin(w, req)
 	cs := w.Result().Cookies()
 	if len(cs) != 1 || cs[0].Name != "__Host-alterhost_session" || !cs[0].Secure || cs[0].Path != "/" || cs[0].Domain != "" {
 		t.Fatalf("cookies %+v", cs)
