@@ -32,7 +32,7 @@ env -u GOOS -u GOARCH go build -o "$tmp/alterhost" ./cmd/alterhost
 # embed NAME DIR: validate DIR/alter.json, store it in the module and put the
 # plugin in place; the module is only replaced once the embed succeeded.
 embed() {
-	"$tmp/alterhost" plugin embed -o "$tmp/$1.plugin.wasm" "$tmp/$1.wasm" "$2/alter.json" >/dev/null
+	"$tmp/alterhost" plugin pack -o "$tmp/$1.plugin.wasm" "$tmp/$1.wasm" "$2/alter.json" >/dev/null
 	mv -f "$tmp/$1.plugin.wasm" "$outdir/$1.wasm"
 	echo "built $outdir/$1.wasm ($(wc -c <"$outdir/$1.wasm") bytes)"
 }

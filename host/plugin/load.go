@@ -87,7 +87,7 @@ func Read(path string) (*Spec, error) {
 			return nil, fmt.Errorf("%s: not a valid WebAssembly module: %w", path, err)
 		}
 		if !ok {
-			return nil, fmt.Errorf("%s: no manifest: embed one with `alterhost plugin embed %s MANIFEST.json` or put it in %s",
+			return nil, fmt.Errorf("%s: no manifest: embed one with `alterhost plugin pack %s MANIFEST.json` or put it in %s",
 				path, path, filepath.Base(SidecarPath(path)))
 		}
 		spec.Source, manifestFile = FromSection, path

@@ -153,7 +153,7 @@ func TestLoadDir(t *testing.T) {
 		all += err.Error() + "\n"
 	}
 	for _, want := range []string{
-		"b_nomanifest.wasm: no manifest: embed one with `alterhost plugin embed",
+		"b_nomanifest.wasm: no manifest: embed one with `alterhost plugin pack",
 		"c_malformed.wasm: invalid manifest: (document): not a valid manifest",
 		`d_missing_export.wasm: invalid manifest: tools[0].export: "nope" is not exported by the module; export it, or name one of: echo, json`,
 		"e_invalid.wasm: not a valid WebAssembly module",
