@@ -184,7 +184,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 func (s *Server) consentPage(r *http.Request, a *authRequest, sess store.Session) consentPage {
 	p := consentPage{
 		Title: "Allow " + a.client.name() + "?", ClientName: a.client.name(), ClientID: a.client.ID,
-		Subject: sess.Subject, Scopes: a.scopes, CSRF: sess.CSRF, Params: a.params(),
+		Subject: sess.Subject, Name: sess.Name, Scopes: a.scopes, CSRF: sess.CSRF, Params: a.params(),
 		RefreshDays: int(s.opts.RefreshTTL.Hours() / 24),
 	}
 	u, _ := url.Parse(a.redirectURI)

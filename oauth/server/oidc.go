@@ -433,7 +433,12 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 			Unverified: p.Email != "" && !p.EmailVerified})
 		return
 	}
-	if err := s.startSession(w, r, p.Subject); err != nil {
+	// Only a verified address names the person to themselves.
+	name := ""
+	if p.EmailVerified {
+		name = p.Email
+	}
+	if err := s.startSession(w, r, p.Subject, name); err != nil {
 		s.pageError(w, "OIDC sign-in", err)
 		return
 	}

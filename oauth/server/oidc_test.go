@@ -135,7 +135,8 @@ func TestOIDCFullFlow(t *testing.T) {
 	}
 
 	resp, body := e.browse(e.browser, authURL)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `action="/authorize"`) || !strings.Contains(body, alice.Subject) {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `action="/authorize"`) || !strings.Contains(body, alice.Subject) ||
+		!strings.Contains(body, alice.Email) {
 		t.Fatalf("after signing in: %d %s", resp.StatusCode, body)
 	}
 	if !strings.Contains(body, `action="/signout"`) || !strings.Contains(body, "Not you?") {

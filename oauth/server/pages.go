@@ -69,7 +69,7 @@ previews links does not use it up.</small></p>
 {{template "bottom" .}}{{end}}
 
 {{define "consent"}}{{template "top" .}}
-<p><strong>{{.ClientName}}</strong> wants to use the tools of this alterhost as you ({{.Subject}}).</p>
+<p><strong>{{.ClientName}}</strong> wants to use the tools of this alterhost as you ({{if .Name}}{{.Name}}, subject <code>{{.Subject}}</code>{{else}}{{.Subject}}{{end}}).</p>
 {{if .Loopback}}<p class="warn">This client receives the approval on <strong>this computer</strong>
 ({{.RedirectHost}}), not on a website. Any program running here can register with any name:
 approve only if you just asked a client on this computer to connect.</p>
@@ -135,6 +135,7 @@ type param struct{ Name, Value string }
 
 type consentPage struct {
 	Title, ClientName, ClientID, Subject string
+	Name                                 string // the person's e-mail address, in OIDC mode
 	RedirectHost                         string
 	Loopback, Native                     bool
 	Scopes                               []string

@@ -131,7 +131,7 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.message(w, http.StatusBadRequest, "This is a Connect link, not a sign-in link", again)
 		return
 	}
-	if err := s.startSession(w, r, l.Subject); err != nil {
+	if err := s.startSession(w, r, l.Subject, ""); err != nil {
 		s.pageError(w, "signin", err)
 		return
 	}
@@ -142,13 +142,13 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 // startSession signs the browser in as subject: a fresh session (the old
 // one, if any, is ended, so a planted cookie is never promoted) and its
 // cookie.
-func (s *Server) startSession(w http.ResponseWriter, r *http.Request, subject string) error {
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, subject, name string) error {
 	if old, err := r.Cookie(s.cookieName()); err == nil {
 		// Not fatal: the old session simply expires.
 		_ = s.store.DeleteSession(r.Context(), hash(old.Value))
 	}
 	value, now := random(32), s.now()
-	err := s.store.PutSession(r.Context(), store.Session{Hash: hash(value), Subject: subject,
+	err := s.store.PutSession(r.Context(), store.Session{Hash: hash(value), Subject: subject, Name: name,
 		CSRF: random(32), CreatedAt: now, ExpiresAt: now.Add(sessionTTL)})
 	if err != nil {
 		return err

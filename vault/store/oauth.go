@@ -85,6 +85,9 @@ type Token struct {
 type Session struct {
 	Hash    []byte
 	Subject string
+	// Name is what the person is called, shown to them (an e-mail address
+	// in OIDC mode); empty when the subject says it.
+	Name string
 	// CSRF is the token forms of this session must carry.
 	CSRF      string
 	CreatedAt time.Time

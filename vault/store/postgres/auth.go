@@ -294,9 +294,9 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string, now time.Time
 
 // PutSession stores a new browser session.
 func (s *Store) PutSession(ctx context.Context, se store.Session) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO sessions (hash, subject, csrf, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5)`,
-		blob(se.Hash), se.Subject, se.CSRF, timestamp(se.CreatedAt), timestamp(se.ExpiresAt))
+	_, err := s.pool.Exec(ctx, `INSERT INTO sessions (hash, subject, name, csrf, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`,
+		blob(se.Hash), se.Subject, se.Name, se.CSRF, timestamp(se.CreatedAt), timestamp(se.ExpiresAt))
 	if err != nil {
 		return fmt.Errorf("postgres: put session: %w", err)
 	}
@@ -306,9 +306,9 @@ func (s *Store) PutSession(ctx context.Context, se store.Session) error {
 // GetSession returns the session with hash if it is unexpired at now.
 func (s *Store) GetSession(ctx context.Context, hash []byte, now time.Time) (store.Session, error) {
 	var se store.Session
-	err := s.pool.QueryRow(ctx, `SELECT hash, subject, csrf, created_at, expires_at
+	err := s.pool.QueryRow(ctx, `SELECT hash, subject, name, csrf, created_at, expires_at
 		FROM sessions WHERE hash = $1 AND expires_at > $2`, blob(hash), now).
-		Scan(&se.Hash, &se.Subject, &se.CSRF, &se.CreatedAt, &se.ExpiresAt)
+		Scan(&se.Hash, &se.Subject, &se.Name, &se.CSRF, &se.CreatedAt, &se.ExpiresAt)
 	if err != nil {
 		return store.Session{}, fmt.Errorf("postgres: get session: %w", notFound(err))
 	}

@@ -275,9 +275,9 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string, now time.Time
 
 // PutSession stores a new browser session.
 func (s *Store) PutSession(ctx context.Context, se store.Session) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO sessions (hash, subject, csrf, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?)`,
-		blob(se.Hash), se.Subject, se.CSRF, micros(se.CreatedAt), micros(se.ExpiresAt))
+	_, err := s.w.ExecContext(ctx, `INSERT INTO sessions (hash, subject, name, csrf, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?)`,
+		blob(se.Hash), se.Subject, se.Name, se.CSRF, micros(se.CreatedAt), micros(se.ExpiresAt))
 	if err != nil {
 		return fmt.Errorf("sqlite: put session: %w", err)
 	}
@@ -288,9 +288,9 @@ func (s *Store) PutSession(ctx context.Context, se store.Session) error {
 func (s *Store) GetSession(ctx context.Context, hash []byte, now time.Time) (store.Session, error) {
 	var se store.Session
 	var created, expires sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `SELECT hash, subject, csrf, created_at, expires_at
+	err := s.r.QueryRowContext(ctx, `SELECT hash, subject, name, csrf, created_at, expires_at
 		FROM sessions WHERE hash = ? AND expires_at > ?`, blob(hash), now.UnixMicro()).
-		Scan(&se.Hash, &se.Subject, &se.CSRF, &created, &expires)
+		Scan(&se.Hash, &se.Subject, &se.Name, &se.CSRF, &created, &expires)
 	if err != nil {
 		return store.Session{}, fmt.Errorf("sqlite: get session: %w", notFound(err))
 	}

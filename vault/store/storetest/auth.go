@@ -65,6 +65,7 @@ func newSession(token string) store.Session {
 	return store.Session{
 		Hash:      []byte("session\x00" + token),
 		Subject:   "alice",
+		Name:      "alice@example.com ☃",
 		CSRF:      "csrf-" + token,
 		CreatedAt: t0.Add(-time.Minute),
 		ExpiresAt: t0.Add(time.Hour).In(elsewhere),
