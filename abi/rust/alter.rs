@@ -160,7 +160,7 @@ fn write_block(b: &[u8]) -> u64 {
     }
 }
 
-// ---- Input, output, errors, logs, config -------------------------------
+// ---- Input, output, errors, logs, settings -----------------------------
 
 /// The call's input: for a tool, its arguments as a UTF-8 JSON object.
 pub fn input() -> Vec<u8> {
@@ -250,9 +250,11 @@ pub fn log_error(msg: &str) {
     log(Level::Error, msg)
 }
 
-/// Reads the plugin setting key, as the operator configured it, or None
-/// when it is not set. Settings are strings; parse them as needed.
-pub fn config(key: &str) -> Option<String> {
+/// Returns the plugin setting key: the operator's NAME.config.json, else
+/// the default the manifest's "config" declares; None for a setting with
+/// neither. Settings are strings (parse them as needed) and never secrets:
+/// credentials stay with the host.
+pub fn setting(key: &str) -> Option<String> {
     if key.is_empty() {
         return None;
     }

@@ -43,10 +43,12 @@ func RustCompiler(ctx context.Context) (string, error) {
 }
 
 // buildRust builds a Rust plugin: the folder's lib.rs is the crate root of
-// a cdylib, with the binding abi/rust/alter.rs compiled first as the crate
-// `alter`. Tools are #[no_mangle] extern "C" functions returning i32.
-// Panics abort (the target cannot unwind); LTO and opt-level s keep the
-// module small, and remapped paths keep build folders out of it.
+// a cdylib, with the binding alter.rs compiled first as the crate `alter`.
+// The binding is the folder's own alter.rs if it carries one (a plugin
+// made by `alterhost plugin new`), else the source tree's abi/rust. Tools
+// are #[no_mangle] extern "C" functions returning i32. Panics abort (the
+// target cannot unwind); LTO and opt-level s keep the module small, and
+// remapped paths keep build folders out of it.
 func buildRust(ctx context.Context, b *Build, work string) error {
 	rustc, err := RustCompiler(ctx)
 	if err != nil {
@@ -63,9 +65,19 @@ func buildRust(ctx context.Context, b *Build, work string) error {
 	if err != nil {
 		return err
 	}
-	binding := filepath.Join(b.Root, "abi", "rust")
+	dir := filepath.Dir(src)
 	common := []string{"--edition", "2021", "--target", RustTarget, "-C", "opt-level=s", "-C", "panic=abort",
-		"--remap-path-prefix", filepath.Dir(src) + "=.", "--remap-path-prefix", binding + "=alter"}
+		"--remap-path-prefix", dir + "=."}
+	binding := dir
+	if _, err := os.Stat(filepath.Join(binding, "alter.rs")); err != nil {
+		if b.Root == "" {
+			return fmt.Errorf("%s has no alter.rs beside lib.rs, and is not in the alterhost source tree: copy abi/rust/alter.rs there", b.Dir)
+		}
+		if binding, err = filepath.Abs(filepath.Join(b.Root, "abi", "rust")); err != nil {
+			return err
+		}
+		common = append(common, "--remap-path-prefix", binding+"=alter")
+	}
 	lib := filepath.Join(work, "libalter.rlib")
 	if err := run(ctx, work, nil, rustc, append(common, "--crate-type", "rlib", "--crate-name", "alter",
 		"-o", lib, filepath.Join(binding, "alter.rs"))...); err != nil {
