@@ -13,7 +13,7 @@
 // The module imports nothing but the Extism kernel (extism:host/env) and
 // the host's alter_request (extism:host/user); see README.md for the build.
 
-import { Buf, encodeUTF8 } from "./bytes";
+import { Buf, decodeUTF8, encodeUTF8 } from "./bytes";
 import { ParseResult, Value, parse } from "./json";
 import {
   kConfigGet, kErrorSet, kFree, kLogDebug, kLogError, kLogInfo, kLogWarn, kOutputSet,
@@ -37,8 +37,7 @@ export function input(): Uint8Array {
 
 /** inputString returns the call's input as a string. */
 export function inputString(): string {
-  const b = readInput();
-  return String.UTF8.decodeUnsafe(b.dataStart, <usize>b.length);
+  return decodeUTF8(readInput());
 }
 
 /**
@@ -164,38 +163,43 @@ function finish(r: Result): i32 {
 
 // ---- Logging -------------------------------------------------------------
 
-/** The levels of log(); the host shows debug lines only with --log-level debug. */
-export enum LogLevel {
+/** The severity of a log line, lowest first. */
+export enum Level {
   Debug = 0,
   Info = 1,
   Warn = 2,
   Error = 3,
 }
 
-/** log writes message to the host's log at level; the host frees the block. */
-export function log(level: LogLevel, message: string): void {
+/**
+ * log writes message to the host's log at level, tagged with the plugin.
+ * The host drops lines below its own level, so debug lines cost little.
+ */
+export function log(level: Level, message: string): void {
   // The kernel has no empty blocks, and the host cannot read offset 0.
   if (message.length == 0) return;
-  const off = writeBlock(encodeUTF8(message));
+  const off = writeBlock(encodeUTF8(message)); // the host frees it
   if (off == 0) return;
-  if (level == LogLevel.Debug) kLogDebug(off);
-  else if (level == LogLevel.Info) kLogInfo(off);
-  else if (level == LogLevel.Warn) kLogWarn(off);
+  if (level == Level.Debug) kLogDebug(off);
+  else if (level == Level.Info) kLogInfo(off);
+  else if (level == Level.Warn) kLogWarn(off);
   else kLogError(off);
 }
 
-export function logDebug(message: string): void { log(LogLevel.Debug, message); }
-export function logInfo(message: string): void { log(LogLevel.Info, message); }
-export function logWarn(message: string): void { log(LogLevel.Warn, message); }
-export function logError(message: string): void { log(LogLevel.Error, message); }
+export function logDebug(message: string): void { log(Level.Debug, message); }
+export function logInfo(message: string): void { log(Level.Info, message); }
+export function logWarn(message: string): void { log(Level.Warn, message); }
+export function logError(message: string): void { log(Level.Error, message); }
 
-// ---- Config --------------------------------------------------------------
+// ---- Settings ------------------------------------------------------------
 
 /**
- * config returns the plugin config value named key, or null when the host
- * has none. Config comes from the operator, never from the person calling.
+ * setting returns the value of the plugin setting key: the operator's
+ * NAME.config.json, else the default the manifest's "config" declares; null
+ * for a setting with neither. Settings are never secrets: credentials stay
+ * with the host.
  */
-export function config(key: string): string | null {
+export function setting(key: string): string | null {
   if (key.length == 0) return null;
   const k = writeBlock(encodeUTF8(key));
   if (k == 0) return null;
@@ -204,7 +208,7 @@ export function config(key: string): string | null {
   if (off == 0) return null;
   const b = readBlock(off);
   kFree(off);
-  return String.UTF8.decodeUnsafe(b.dataStart, <usize>b.length);
+  return decodeUTF8(b);
 }
 
 // ---- AssemblyScript's own imports ------------------------------------------

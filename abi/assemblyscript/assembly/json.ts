@@ -324,11 +324,12 @@ class Scanner {
   }
 
   // fail records the first error in Go's words, so a plugin reports what
-  // a Go plugin would for the same input.
-  private fail(context: string): void {
+  // a Go plugin would for the same input. Go ends the input with a space:
+  // inside a number, a literal or an escape, that space is the culprit.
+  private fail(context: string, inToken: bool = false): void {
     if (this.err.length > 0) return;
     if (this.i >= this.end) {
-      this.err = "unexpected end of JSON input";
+      this.err = inToken ? "invalid character ' ' " + context : "unexpected end of JSON input";
       return;
     }
     this.err = "invalid character " + quoteChar(this.peek()) + " " + context;
@@ -508,7 +509,7 @@ class Scanner {
             }
           }
         } else {
-          this.fail("in string escape code");
+          this.fail("in string escape code", true);
           return "";
         }
         this.i++;
@@ -536,7 +537,7 @@ class Scanner {
     for (let k = 0; k < 4; k++) {
       if (j + k >= this.end) {
         this.i = this.end;
-        this.fail("");
+        this.fail("in \\u hexadecimal character escape", true);
         return -1;
       }
       const d = hexValue(<i32>load<u8>(this.p + <usize>(j + k)));
@@ -571,13 +572,13 @@ class Scanner {
     } else if (c >= 0x31 && c <= 0x39) {
       while (isDigit(this.peek())) this.i++;
     } else {
-      this.fail("in numeric literal");
+      this.fail("in numeric literal", true);
       return false;
     }
     if (this.peek() == 0x2E) {
       this.i++;
       if (!isDigit(this.peek())) {
-        this.fail("after decimal point in numeric literal");
+        this.fail("after decimal point in numeric literal", true);
         return false;
       }
       while (isDigit(this.peek())) this.i++;
@@ -588,7 +589,7 @@ class Scanner {
       c = this.peek();
       if (c == 0x2B || c == 0x2D) this.i++;
       if (!isDigit(this.peek())) {
-        this.fail("in exponent of numeric literal");
+        this.fail("in exponent of numeric literal", true);
         return false;
       }
       while (isDigit(this.peek())) this.i++;
@@ -600,7 +601,7 @@ class Scanner {
     const start = this.i;
     for (let k = 0; k < word.length; k++) {
       if (this.peek() != word.charCodeAt(k)) {
-        this.fail("in literal " + word + " (expecting '" + word.charAt(k) + "')");
+        this.fail("in literal " + word + " (expecting '" + word.charAt(k) + "')", true);
         return false;
       }
       this.i++;
