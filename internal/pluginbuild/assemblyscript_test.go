@@ -649,6 +649,74 @@ func TestAssemblyScriptSandboxMatchesGo(t *testing.T) {
 	}
 }
 
+// TestAssemblyScriptGitHub runs the github example against a fake host:
+// arguments become query parameters, the repository list is summed up,
+// an issue goes out as a JSON body, and GitHub's refusals are explained.
+func TestAssemblyScriptGitHub(t *testing.T) {
+	needASC(t)
+	t.Parallel()
+	g := newGuest(t, buildPlugin(t, AssemblyScript, "examples/assemblyscript/github"), nil, false)
+	reply := func(status int, body string) string {
+		raw, _ := json.Marshal(abi.Reply{Response: abi.NewResponse(status, http.Header{"Content-Type": {"application/json"}}, []byte(body))})
+		return string(raw)
+	}
+	repos := `[{"full_name":"o/a","private":true,"description":"h\u00e9llo","html_url":"https://github.com/o/a","default_branch":"main",` +
+		`"stargazers_count":3,"updated_at":"2026-01-01T00:00:00Z","owner":{"login":"o"}},{"full_name":"o/b","description":null}]`
+	for _, tc := range []struct {
+		tool, args, reply string
+		out, err          string // the output, or the error text
+		method, url, body string // the request sent; no request when url is ""
+	}{
+		{"list_repos", `{"visibility":"private","sort":"updated","per_page":500}`, reply(200, repos),
+			`{"count":2,"repos":[{"full_name":"o/a","private":true,"description":"héllo","html_url":"https://github.com/o/a",` +
+				`"default_branch":"main","stars":3,"updated_at":"2026-01-01T00:00:00Z"},{"full_name":"o/b","private":false,` +
+				`"description":null,"html_url":null,"default_branch":null,"stars":null,"updated_at":null}]}`, "",
+			"GET", "https://api.github.com/user/repos?per_page=100&sort=updated&visibility=private", ""},
+		{"list_repos", `{}`, reply(401, `{"message":"Bad credentials"}`), "",
+			"GitHub refused the credential while trying to list your repositories (401): Bad credentials",
+			"GET", "https://api.github.com/user/repos?per_page=30", ""},
+		{"list_repos", `{}`, reply(200, `{"not":"a list"}`), "", "GitHub's repository list is not a list",
+			"GET", "https://api.github.com/user/repos?per_page=30", ""},
+		{"create_issue", `{"owner":"o","repo":"r.js","title":"T é","body":"<b>"}`,
+			reply(201, `{"number":5,"html_url":"https://github.com/o/r.js/issues/5","title":"T é","state":"open","id":1}`),
+			`{"number":5,"html_url":"https://github.com/o/r.js/issues/5","title":"T é","state":"open"}`, "",
+			"POST", "https://api.github.com/repos/o/r.js/issues", `{"title":"T é","body":"\u003cb\u003e"}`},
+		{"create_issue", `{"owner":"o","repo":"r","title":"T"}`, reply(404, `{"message":"Not Found"}`), "",
+			"GitHub found no repository o/r that this account can see (404): Not Found",
+			"POST", "https://api.github.com/repos/o/r/issues", `{"title":"T"}`},
+		{"create_issue", `{"owner":"o","repo":"r","title":"T"}`,
+			reply(422, `{"message":"Validation Failed","errors":[{"resource":"Issue","field":"title","code":"missing_field"},{"code":"custom","message":"no"},"plain"]}`), "",
+			"GitHub refused the issue (422): Validation Failed (title missing field; no; plain)",
+			"POST", "https://api.github.com/repos/o/r/issues", `{"title":"T"}`},
+		{"create_issue", `{"owner":"..","repo":"r","title":"T"}`, reply(201, `{}`), "", `".." is not a valid GitHub owner name`, "", "", ""},
+		{"create_issue", `{"owner":"o","repo":"r/../x","title":"T"}`, reply(201, `{}`), "", `"r/../x" is not a valid GitHub repo name`, "", "", ""},
+		{"create_issue", `{"owner":"o","repo":"r","title":"T"}`,
+			`{"error":{"code":"grant_not_found","message":"no GitHub account is connected","connect_url":"https://a.example/c"}}`, "",
+			"grant_not_found: no GitHub account is connected", "POST", "https://api.github.com/repos/o/r/issues", `{"title":"T"}`},
+	} {
+		g.host.answer(tc.reply)
+		out, errText := g.call(t, tc.tool, []byte(tc.args))
+		if string(out) != tc.out || errText != tc.err {
+			t.Errorf("%s(%s):\n got  %s %q\n want %s %q", tc.tool, tc.args, out, errText, tc.out, tc.err)
+		}
+		sent := g.host.requests()
+		if tc.url == "" {
+			if len(sent) != 0 {
+				t.Errorf("%s(%s) sent %q", tc.tool, tc.args, sent)
+			}
+			continue
+		}
+		if len(sent) != 1 {
+			t.Fatalf("%s(%s) sent %d requests", tc.tool, tc.args, len(sent))
+		}
+		req, aerr := abi.ParseRequest(sent[0], 1<<20)
+		if aerr != nil || req.Method != tc.method || req.URL.String() != tc.url || string(req.Body) != tc.body ||
+			req.Header.Get("Accept") != "application/vnd.github+json" || (tc.body != "") != (req.Header.Get("Content-Type") == "application/json") {
+			t.Errorf("%s(%s) sent %s (%v)", tc.tool, tc.args, sent[0], aerr)
+		}
+	}
+}
+
 // TestAssemblyScriptSandboxEndToEnd serves the AssemblyScript sandbox
 // plugin with the real alterhost binary (--dev --no-auth), next to the Go
 // build renamed by a sidecar manifest, and walks the Connect journey over
