@@ -36,6 +36,11 @@ func OutputJSON(v any) error {
 	return nil
 }
 
+// OutputMCP sets the call's output to r, for a tool whose manifest says
+// "result": "mcp": several content items, structured content beside them,
+// or a result that is an error for the model without failing the call.
+func OutputMCP(r MCPResult) error { return OutputJSON(r) }
+
 // SetError makes the call fail with msg; the host reports it as the tool's
 // error. The export should then return non-zero, as [Handle] does.
 func SetError(msg string) {

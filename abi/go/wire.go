@@ -99,14 +99,14 @@ type Error struct {
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 
 // parseReply decodes the host's reply to alter_request: exactly one of a
-// response and an error. A reply that cannot be read is CodeInternal, so
-// callers deal with a single error type.
+// response and an error. A reply that cannot be read, or lacks what every
+// reply has, is CodeInternal, so callers deal with a single error type.
 func parseReply(raw []byte) (*Response, error) {
 	var w struct {
-		Status     int               `json:"status"`
+		Status     *int              `json:"status"`
 		Headers    map[string]string `json:"headers"`
-		Body       string            `json:"body"`
-		BodyBase64 string            `json:"body_base64"`
+		Body       *string           `json:"body"`
+		BodyBase64 *string           `json:"body_base64"`
 		Error      *Error            `json:"error"`
 	}
 	if err := json.Unmarshal(raw, &w); err != nil {
@@ -118,9 +118,18 @@ func parseReply(raw []byte) (*Response, error) {
 		}
 		return nil, w.Error
 	}
-	r := &Response{Status: w.Status, Headers: w.Headers, Body: []byte(w.Body)}
-	if w.BodyBase64 != "" {
-		b, err := base64.StdEncoding.DecodeString(w.BodyBase64)
+	if w.Status == nil {
+		return nil, &Error{Code: CodeInternal, Message: `alter_request reply has neither "status" nor "error"`}
+	}
+	if w.Body != nil && w.BodyBase64 != nil {
+		return nil, &Error{Code: CodeInternal, Message: `alter_request reply has both "body" and "body_base64"`}
+	}
+	r := &Response{Status: *w.Status, Headers: w.Headers, Body: []byte{}}
+	switch {
+	case w.Body != nil:
+		r.Body = []byte(*w.Body)
+	case w.BodyBase64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*w.BodyBase64)
 		if err != nil {
 			return nil, &Error{Code: CodeInternal, Message: "alter_request reply has invalid body_base64: " + err.Error()}
 		}
@@ -130,4 +139,45 @@ func parseReply(raw []byte) (*Response, error) {
 		r.Headers = map[string]string{}
 	}
 	return r, nil
+}
+
+// Content is one item of an MCP tool result's content list. Text items
+// are the common case; see [Text].
+type Content struct {
+	// Type is "text", "image", "audio" or another MCP content type.
+	Type string `json:"type"`
+	// Text is a text item's text.
+	Text string `json:"text,omitempty"`
+	// Data is an image's or audio's bytes, base64-encoded, and MIMEType
+	// their type.
+	Data     string `json:"data,omitempty"`
+	MIMEType string `json:"mimeType,omitempty"`
+}
+
+// Text returns a text content item.
+func Text(s string) Content { return Content{Type: "text", Text: s} }
+
+// MCPResult is a whole MCP tool result, the output of a tool whose
+// manifest says "result": "mcp".
+type MCPResult struct {
+	Content []Content
+	// StructuredContent, if not nil, is encoded as JSON; with an output
+	// schema in the manifest, the host checks it against that.
+	StructuredContent any
+	// IsError marks a failure the model should see as such.
+	IsError bool
+}
+
+// MarshalJSON encodes r as MCP's CallToolResult: content is always a
+// list, and structuredContent and isError only appear when set.
+func (r MCPResult) MarshalJSON() ([]byte, error) {
+	w := struct {
+		Content           []Content `json:"content"`
+		StructuredContent any       `json:"structuredContent,omitempty"`
+		IsError           bool      `json:"isError,omitempty"`
+	}{r.Content, r.StructuredContent, r.IsError}
+	if w.Content == nil {
+		w.Content = []Content{}
+	}
+	return json.Marshal(w)
 }

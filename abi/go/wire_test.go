@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/alterhost/alterhost/abi"
 )
@@ -96,6 +99,42 @@ func TestCodesMatchHost(t *testing.T) {
 	for g, h := range pairs {
 		if string(g) != string(h) {
 			t.Errorf("guest code %q, host code %q", g, h)
+		}
+	}
+}
+
+func TestMalformedRepliesAreInternal(t *testing.T) {
+	for raw, want := range map[string]string{
+		`{"headers":{}}`:                             `alter_request reply has neither "status" nor "error"`,
+		`{"status":"200"}`:                           "alter_request reply is not valid JSON",
+		`{"status":200,"headers":[]}`:                "alter_request reply is not valid JSON",
+		`{"status":200,"body":"a","body_base64":""}`: `alter_request reply has both "body" and "body_base64"`,
+		`{"error":"boom"}`:                           "alter_request reply is not valid JSON",
+	} {
+		_, err := parseReply([]byte(raw))
+		if e, ok := err.(*Error); !ok || e.Code != CodeInternal || !strings.HasPrefix(e.Message, want) {
+			t.Errorf("%s: got %v", raw, err)
+		}
+	}
+}
+
+func TestMCPResultIsWhatTheHostReads(t *testing.T) {
+	for _, tc := range []struct {
+		in   MCPResult
+		want string
+	}{
+		{MCPResult{}, `{"content":[]}`},
+		{MCPResult{Content: []Content{Text("3 <notes>")}, StructuredContent: map[string]int{"n": 3}},
+			`{"content":[{"type":"text","text":"3 \u003cnotes\u003e"}],"structuredContent":{"n":3}}`},
+		{MCPResult{Content: []Content{Text("no")}, IsError: true}, `{"content":[{"type":"text","text":"no"}],"isError":true}`},
+	} {
+		b, err := json.Marshal(tc.in)
+		if err != nil || string(b) != tc.want {
+			t.Errorf("got %s %v, want %s", b, err, tc.want)
+		}
+		var back mcp.CallToolResult
+		if err := json.Unmarshal(b, &back); err != nil || back.IsError != tc.in.IsError || len(back.Content) != len(tc.in.Content) {
+			t.Errorf("%s read back as %+v: %v", b, back, err)
 		}
 	}
 }
