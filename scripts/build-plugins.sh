@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# build-plugins.sh builds every example under examples/ into one plugin
-# file: OUTDIR/NAME.wasm, the module with its alter.json manifest embedded.
+# build-plugins.sh builds the bundled plugins, the examples that plugins/
+# serves out of the box, into one plugin file each: OUTDIR/NAME.wasm, the
+# module with its alter.json manifest embedded.
 #
 #   usage: scripts/build-plugins.sh [OUTDIR]   (default: plugins/ at the repo root)
 #
 # examples/go/NAME is built with Go (GOOS=wasip1, c-shared); examples/c/NAME
 # with clang and wasm-ld, which scripts/setup.sh installs. NAME, the folder's
-# name, should be the manifest's "name".
+# name, is the manifest's "name". The other examples (the sandbox ported to
+# other languages, github) would clash with these by tool name; `alterhost
+# plugin build` and internal/pluginbuild's tests build them.
 set -euo pipefail
 
 die() { echo "build-plugins: $*" >&2; exit 1; }
@@ -37,9 +40,11 @@ embed() {
 	echo "built $outdir/$1.wasm ($(wc -c <"$outdir/$1.wasm") bytes)"
 }
 
-for dir in examples/go/*/; do
-	[[ -f "$dir/alter.json" ]] || continue
-	name="$(basename "$dir")"
+bundled_go=(sandbox web)
+bundled_c=(text)
+
+for name in "${bundled_go[@]}"; do
+	dir="examples/go/$name/"
 	# -trimpath, no VCS stamp and no build ID: the same sources give the
 	# same bytes, so committed plugins only change when their code does.
 	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -buildvcs=false \
@@ -47,9 +52,8 @@ for dir in examples/go/*/; do
 	embed "$name" "$dir"
 done
 
-for dir in examples/c/*/; do
-	[[ -f "$dir/alter.json" ]] || continue
-	name="$(basename "$dir")"
+for name in "${bundled_c[@]}"; do
+	dir="examples/c/$name/"
 	# Freestanding: no libc, no WASI; tools export themselves by export_name.
 	clang --target=wasm32 -nostdlib -O2 -Wall -Wextra -I abi/c \
 		-Wl,--no-entry -o "$tmp/$name.wasm" "$dir"*.c
