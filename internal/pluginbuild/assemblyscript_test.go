@@ -527,7 +527,7 @@ func TestAssemblyScriptBinding(t *testing.T) {
 		g.mu.Lock()
 		got := strings.Join(g.logs, "\n")
 		g.mu.Unlock()
-		for _, want := range []string{"DEBUG debug héllo", "INFO info héllo", "WARN warn héllo", "ERROR error héllo"} {
+		for _, want := range []string{"DEBUG debug héllo", "INFO info héllo", "WARN warn héllo", "ERROR error héllo", "DEBUG trace: traced 1.5, -2.0"} {
 			if !strings.Contains(got, want) {
 				t.Errorf("logs lack %q:\n%s", want, got)
 			}

@@ -35,7 +35,7 @@ export function input(): Uint8Array {
   return readInput();
 }
 
-/** inputString returns the call's input as a string. */
+/** inputString returns the call's input as a string; invalid UTF-8 reads as U+FFFD. */
 export function inputString(): string {
   return decodeUTF8(readInput());
 }
@@ -54,7 +54,15 @@ export function inputJSON(): ParseResult {
 
 /** output sets the call's output to b, replacing any set before. */
 export function output(b: Uint8Array): void {
-  kOutputSet(writeBlock(b), <u64>b.length);
+  setOutput(b);
+}
+
+// setOutput reports false when the kernel had no room for b.
+function setOutput(b: Uint8Array): bool {
+  const off = writeBlock(b);
+  if (off == 0 && b.length > 0) return false;
+  kOutputSet(off, <u64>b.length);
+  return true;
 }
 
 /** outputString sets the call's output to s in UTF-8. */
@@ -157,7 +165,10 @@ function finish(r: Result): i32 {
     setError(r.error);
     return 1;
   }
-  output(r.output);
+  if (!setOutput(r.output)) {
+    setError("the output (" + r.output.length.toString() + " bytes) does not fit in the host's memory");
+    return 1;
+  }
   return 0;
 }
 

@@ -110,6 +110,7 @@ function logImpl(input: Uint8Array): Result {
   log(Level.Info, "info " + msg);
   log(Level.Warn, "warn " + msg);
   log(Level.Error, "error " + msg);
+  trace("traced", 2, 1.5, -2); // AssemblyScript's own trace, pointed at the binding
   return Result.text("logged");
 }
 export function log_all(): i32 { return handle(logImpl); }
