@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! rustc --edition 2021 --crate-type rlib --crate-name alter --target wasm32-unknown-unknown \
-//!       -C opt-level=s -C panic=abort -o libalter.rlib abi/rust/alter.rs
+//!       -C opt-level=s -C panic=abort -C linker-plugin-lto -o libalter.rlib abi/rust/alter.rs
 //! rustc --edition 2021 --crate-type cdylib --crate-name plugin --target wasm32-unknown-unknown \
 //!       -C opt-level=s -C panic=abort -C lto -C codegen-units=1 -C strip=symbols \
 //!       --extern alter=libalter.rlib -o NAME.wasm lib.rs

@@ -79,8 +79,10 @@ func buildRust(ctx context.Context, b *Build, work string) error {
 		common = append(common, "--remap-path-prefix", binding+"=alter")
 	}
 	lib := filepath.Join(work, "libalter.rlib")
+	// The rlib holds LLVM bitcode only: the plugin's LTO compiles it with
+	// the plugin, so machine code for it alone would be thrown away.
 	if err := run(ctx, work, nil, rustc, append(common, "--crate-type", "rlib", "--crate-name", "alter",
-		"-o", lib, filepath.Join(binding, "alter.rs"))...); err != nil {
+		"-C", "linker-plugin-lto", "-o", lib, filepath.Join(binding, "alter.rs"))...); err != nil {
 		return err
 	}
 	return run(ctx, b.Dir, nil, rustc, append(common, "--crate-type", "cdylib", "--crate-name", "plugin",
