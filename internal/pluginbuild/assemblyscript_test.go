@@ -354,15 +354,15 @@ func TestAssemblyScriptBinding(t *testing.T) {
 			{"{\"status\":200,\"body\":\"a\x01\"}", "alter_request reply is not valid JSON: " + goSyntaxError("{\"status\":200,\"body\":\"a\x01\"}")},
 			{deep, "alter_request reply is not valid JSON: " + goSyntaxError(deep)},
 			{`[1]`, `malformed: not a JSON object`},
-			{`{}`, `malformed: no "status"`},
+			{`{}`, `alter_request reply has neither "status" nor "error"`},
+			{`{"status":null,"error":null}`, `alter_request reply has neither "status" nor "error"`},
+			{`{"status":200,"body":"","body_base64":""}`, `alter_request reply has both "body" and "body_base64"`},
 			{`{"status":"200"}`, `"status" is not an HTTP status code`},
 			{`{"status":200.5}`, `"status" is not an HTTP status code`},
 			{`{"status":99999999999}`, `"status" is not an HTTP status code`},
 			{`{"status":200,"headers":[]}`, `"headers" is not an object`},
 			{`{"status":200,"headers":{"a":1}}`, `header "a" is not a string`},
 			{`{"status":200,"body":5}`, `"body" is not a string`},
-			{`{"status":200,"body_base64":"!!"}`, `invalid body_base64`},
-			{`{"status":200,"body_base64":"QQ"}`, `invalid body_base64`},
 			{`{"error":"boom"}`, `"error" is not an object`},
 			{`{"error":{"code":5}}`, `error "code" is not a string`},
 			{`{"error":{"code":"timeout","missing_scopes":"repo"}}`, `"missing_scopes" is not a list`},
@@ -371,6 +371,20 @@ func TestAssemblyScriptBinding(t *testing.T) {
 			d := describe(t, "reply", []byte(tc.reply))
 			if d.Error == nil || d.Error.Code != "internal" || !strings.Contains(d.Error.Message, tc.want) {
 				t.Errorf("%.40q read as %+v; want internal naming %q", tc.reply, d.Error, tc.want)
+			}
+		}
+		// body_base64 decodes as Go's base64.StdEncoding decodes it, and
+		// fails where it fails.
+		for _, b64 := range []string{"", "QQ==", "QUI=", "QUJD", "QUJD\nRA==", "QUJDRA==\r\n", "QR==", "QUJDREVGR0hJ", "!!", "QQ", "QQ=",
+			"QQ==x", "Q===", "=", "QUJ", "QUJDR", "QQ==\n\nQQ==", "QUJD RA==", "QUJDREVGR0hJ\xff", "QU=J", "QUJDREVGR0hJSktM\x00"} {
+			raw, _ := json.Marshal(map[string]any{"status": 200, "body_base64": b64})
+			d := describe(t, "reply", raw)
+			want, err := base64.StdEncoding.DecodeString(b64)
+			switch {
+			case err != nil && (d.Error == nil || d.Error.Message != "alter_request reply has invalid body_base64: "+err.Error()):
+				t.Errorf("body_base64 %q read as %+v; Go says %v", b64, d.Error, err)
+			case err == nil && (d.Error != nil || d.BodyBase64 != base64.StdEncoding.EncodeToString(want)):
+				t.Errorf("body_base64 %q read as %+v %q; Go decodes %q", b64, d.Error, d.BodyBase64, want)
 			}
 		}
 		// An error without a code is still an error.
@@ -617,6 +631,10 @@ func TestAssemblyScriptSandboxMatchesGo(t *testing.T) {
 		{"whoami", `{}`, `{"status":200,`},
 		{"whoami", `{}`, `{"status":200}}`},
 		{"whoami", `{}`, ""}, // no reply block at all
+		{"whoami", `{}`, `{}`},
+		{"whoami", `{}`, `{"status":200,"body":"{}","body_base64":"e30="}`},
+		{"whoami", `{}`, `{"status":200,"body_base64":"e30"}`},
+		{"whoami", `{}`, `{"status":200,"body_base64":"eyJhIjoiw6kifQ=="}`},
 		{"add_note", `{"text":"héllo ☃ <b> 😀"}`, ok(201, note)},
 		{"add_note", `{"text":"\u2028 \ud800 & \"q\" \\ \t é"}`, ok(201, note)},
 		{"add_note", "{\"text\":\"a\xffb\"}", ok(201, note)},

@@ -210,43 +210,68 @@ function b64Value(c: u32): i32 {
   return -1;
 }
 
+/** Base64Result is decoded bytes, or where the input stopped being base64. */
+export class Base64Result {
+  constructor(public bytes: Uint8Array, public badOffset: i32) {}
+  get ok(): bool { return this.badOffset < 0; }
+}
+
 /**
- * base64Decode decodes standard, padded base64, as Go's
- * base64.StdEncoding does (line breaks are skipped). It returns null when s
- * is not valid base64.
+ * base64DecodeBytes decodes standard, padded base64 exactly as Go's
+ * base64.StdEncoding does: line breaks are skipped, the bits a final group
+ * leaves unused are ignored, and an error names the same input byte as
+ * Go's "illegal base64 data at input byte N".
  */
+export function base64DecodeBytes(src: Uint8Array): Base64Result {
+  const n = src.length;
+  const p = src.dataStart;
+  const out = new Buf((n / 4) * 3 + 3);
+  let si = 0;
+  while (si < n) {
+    // One quantum: four symbols, or fewer before padding.
+    let d0: u32 = 0, d1: u32 = 0, d2: u32 = 0, d3: u32 = 0;
+    let dlen = 4, j = 0, trailing = -1;
+    while (j < 4) {
+      if (si == n) {
+        if (j == 0) return new Base64Result(out.toBytes(), -1);
+        return new Base64Result(new Uint8Array(0), si - j);
+      }
+      const c = <u32>load<u8>(p + <usize>si);
+      si++;
+      const v = b64Value(c);
+      if (v >= 0) {
+        if (j == 0) d0 = <u32>v;
+        else if (j == 1) d1 = <u32>v;
+        else if (j == 2) d2 = <u32>v;
+        else d3 = <u32>v;
+        j++;
+        continue;
+      }
+      if (c == 0x0A || c == 0x0D) continue;
+      if (c != 0x3D || j < 2) return new Base64Result(new Uint8Array(0), si - 1);
+      if (j == 2) {
+        // "==" is needed; the first "=" is read.
+        while (si < n && (load<u8>(p + <usize>si) == 0x0A || load<u8>(p + <usize>si) == 0x0D)) si++;
+        if (si == n) return new Base64Result(new Uint8Array(0), n);
+        if (load<u8>(p + <usize>si) != 0x3D) return new Base64Result(new Uint8Array(0), si - 1);
+        si++;
+      }
+      while (si < n && (load<u8>(p + <usize>si) == 0x0A || load<u8>(p + <usize>si) == 0x0D)) si++;
+      if (si < n) trailing = si;
+      dlen = j;
+      break;
+    }
+    const val = (d0 << 18) | (d1 << 12) | (d2 << 6) | d3;
+    out.byte(val >> 16);
+    if (dlen >= 3) out.byte((val >> 8) & 0xFF);
+    if (dlen == 4) out.byte(val & 0xFF);
+    if (trailing >= 0) return new Base64Result(new Uint8Array(0), trailing);
+  }
+  return new Base64Result(out.toBytes(), -1);
+}
+
+/** base64Decode decodes s as base64DecodeBytes does, or returns null. */
 export function base64Decode(s: string): Uint8Array | null {
-  const out = new Buf((s.length / 4) * 3 + 3);
-  let acc: u32 = 0, have = 0, pad = 0;
-  for (let i = 0, n = s.length; i < n; i++) {
-    const c = <u32>s.charCodeAt(i);
-    if (c == 0x0A || c == 0x0D) continue;
-    if (c == 0x3D) {
-      pad++;
-      continue;
-    }
-    const v = b64Value(c);
-    if (v < 0 || pad > 0) return null;
-    acc = (acc << 6) | <u32>v;
-    if (++have == 4) {
-      out.byte(acc >> 16);
-      out.byte((acc >> 8) & 0xFF);
-      out.byte(acc & 0xFF);
-      acc = 0;
-      have = 0;
-    }
-  }
-  // A final group of 2 or 3 symbols needs exactly 2 or 1 padding
-  // characters; the bits it leaves unused are ignored, as Go does.
-  if (have == 0 && pad == 0) return out.toBytes();
-  if (have == 2 && pad == 2) {
-    out.byte(acc >> 4);
-    return out.toBytes();
-  }
-  if (have == 3 && pad == 1) {
-    out.byte(acc >> 10);
-    out.byte((acc >> 2) & 0xFF);
-    return out.toBytes();
-  }
-  return null;
+  const r = base64DecodeBytes(encodeUTF8(s));
+  return r.ok ? r.bytes : null;
 }

@@ -21,7 +21,7 @@ import {
 } from "./kernel";
 import { AlterError } from "./request";
 
-export { Buf, base64Decode, base64Encode, decodeUTF8, encodeUTF8, validUTF8 } from "./bytes";
+export { Base64Result, Buf, base64Decode, base64DecodeBytes, base64Encode, decodeUTF8, encodeUTF8, validUTF8 } from "./bytes";
 export {
   CompactResult, Kind, ParseResult, Value, compact, formatNumber, parse, parseString, quote, stringify,
   writeString, writeStringBytes,

@@ -3,7 +3,7 @@
 // back one JSON object: a response (status, headers, body or body_base64)
 // or a typed error. The host adds credentials; a guest never sees them.
 
-import { Buf, base64Decode, base64Encode, decodeUTF8, encodeUTF8, validUTF8 } from "./bytes";
+import { Buf, base64DecodeBytes, base64Encode, decodeUTF8, encodeUTF8, validUTF8 } from "./bytes";
 import { Kind, ParseResult, Value, parse, writeString, writeStringBytes } from "./json";
 import { kAlterRequest, kFree, readBlock, writeBlock } from "./kernel";
 
@@ -260,8 +260,9 @@ export function parseReply(raw: Uint8Array): Reply {
     }
     return new Reply(null, err);
   }
+  // The problems the Go binding also names are worded as it words them.
   const status = w.get("status");
-  if (!status) return malformed("no \"status\"");
+  if (!status || status.isNull()) return failure("alter_request reply has neither \"status\" nor \"error\"");
   if (!status.isInteger() || status.asNumber() < 100 || status.asNumber() > 999) {
     return malformed("\"status\" is not an HTTP status code");
   }
@@ -277,17 +278,19 @@ export function parseReply(raw: Uint8Array): Reply {
   }
   const body = w.get("body");
   const b64 = w.get("body_base64");
-  if (body && !body.isNull()) {
-    if (!body.isString()) return malformed("\"body\" is not a string");
-    resp.body = encodeUTF8(body.asString());
+  const hasBody = body != null && !body.isNull(), hasB64 = b64 != null && !b64.isNull();
+  if (hasBody && hasB64) return failure("alter_request reply has both \"body\" and \"body_base64\"");
+  if (hasBody) {
+    if (!body!.isString()) return malformed("\"body\" is not a string");
+    resp.body = encodeUTF8(body!.asString());
   }
-  if (b64 && !b64.isNull()) {
-    if (!b64.isString()) return malformed("\"body_base64\" is not a string");
-    if (b64.asString().length > 0) {
-      const decoded = base64Decode(b64.asString());
-      if (!decoded) return failure("alter_request reply has invalid body_base64");
-      resp.body = decoded;
+  if (hasB64) {
+    if (!b64!.isString()) return malformed("\"body_base64\" is not a string");
+    const decoded = base64DecodeBytes(encodeUTF8(b64!.asString()));
+    if (!decoded.ok) {
+      return failure("alter_request reply has invalid body_base64: illegal base64 data at input byte " + decoded.badOffset.toString());
     }
+    resp.body = decoded.bytes;
   }
   return new Reply(resp, null);
 }
