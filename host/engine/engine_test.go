@@ -23,6 +23,8 @@ const guests = `
     (call $error_set (call $put (i32.const 16) (i32.const 14))) (i32.const 3))
   (func (export "spin") (result i32) (loop $l (br $l)) (i32.const 0))
   (func (export "trap") (result i32) unreachable)
+  (func (export "say_then_trap") (result i32)
+    (call $error_set (call $put (i32.const 16) (i32.const 14))) unreachable)
   (func $recurse (export "recurse") (result i32) (call $recurse))
   (func (export "grow") (result i32)
     (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
@@ -93,6 +95,8 @@ func TestCalls(t *testing.T) {
 		{export: "fail", failure: engine.GuestError, msg: "custom failure"},
 		{export: "spin", failure: engine.Timeout, msg: "did not finish within 300ms"},
 		{export: "trap", failure: engine.Trap, msg: "unreachable"},
+		// A guest that says why before it traps (a Rust panic does) is heard.
+		{export: "say_then_trap", failure: engine.Trap, msg: "unreachable (the guest said: custom failure)"},
 		{export: "recurse", failure: engine.Trap, msg: "stack"},
 		{export: "grow", failure: engine.Trap, msg: "unreachable"},
 		{export: "kernel_bomb", failure: engine.Timeout, msg: ""},

@@ -166,7 +166,15 @@ func (i *extismInstance) Call(ctx context.Context, export string, input []byte) 
 	defer cancel()
 	rc, out, err := i.p.CallWithContext(ctx, export, input)
 	if err != nil || rc != 0 {
-		return nil, classify(ctx, rc, err, i.cfg)
+		ce := classify(ctx, rc, err, i.cfg)
+		if ce.Failure == Trap {
+			// A guest may say why before it traps (a Rust panic does); the
+			// kernel still holds its words. Each call starts them afresh.
+			if said := i.p.GetErrorWithContext(context.WithoutCancel(ctx)); said != "" {
+				ce.Message += " (the guest said: " + said + ")"
+			}
+		}
+		return nil, ce
 	}
 	// The Extism kernel ignores an output_set whose range is not inside one
 	// of its blocks, so output is always bytes the guest really owns; only
