@@ -18,7 +18,7 @@ import (
 // reaches the sandbox provider with a credential the host adds.
 func TestPluginNewBuild(t *testing.T) {
 	bin, _ := build(t)
-	for _, lang := range []string{"go"} {
+	for _, lang := range []string{"go", "rust"} {
 		t.Run(lang, func(t *testing.T) {
 			work := t.TempDir()
 			name := "my-" + lang

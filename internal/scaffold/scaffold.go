@@ -38,6 +38,13 @@ type lang struct {
 }
 
 var langs = map[pluginbuild.Lang]lang{
+	pluginbuild.Rust: {
+		name:        "Rust",
+		files:       map[string]string{"rust/lib.rs.tmpl": "lib.rs"},
+		bindingFrom: "rust", bindingTo: ".",
+		describe: []string{"`lib.rs`: the tools, one `#[no_mangle] extern \"C\"` function each",
+			"`alter.rs`: the alterhost binding, a copy, built as the crate `alter`"},
+	},
 	pluginbuild.Go: {
 		name:  "Go",
 		files: map[string]string{"go/main.go.tmpl": "main.go", "go/go.mod.tmpl": "go.mod"},
