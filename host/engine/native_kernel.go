@@ -144,49 +144,60 @@ func (k *kernel) bytes(addr uint64) []byte {
 }
 
 // alloc returns a new block of n bytes, or 0 if n is 0 or the arena is
-// full, as the Extism kernel does. A free block is reused first.
+// full, as the Extism kernel does. Like that kernel, it takes fresh space
+// while the arena has room and reuses a free block only before growing.
 func (k *kernel) alloc(n uint64) uint64 {
 	if n == 0 || n > k.limit {
 		return 0
 	}
 	size := (n + 7) &^ 7
-	if k.nfree > 0 {
-		for i := range k.blocks {
-			b := &k.blocks[i]
-			if !b.free || b.size < size {
-				continue
+	if end := k.top + size; end > uint64(len(k.mem)) {
+		if k.nfree > 0 {
+			if addr := k.reuse(n, size); addr != 0 {
+				return addr
 			}
-			b.free, b.used = false, n
-			k.nfree--
-			if rest := b.size - size; rest >= kernelSplit {
-				b.size = size
-				k.blocks = append(k.blocks, kblock{})
-				copy(k.blocks[i+2:], k.blocks[i+1:])
-				k.blocks[i+1] = kblock{addr: k.blocks[i].addr + size, size: rest, free: true}
-				k.nfree++
-			}
-			k.hint = i
-			return k.blocks[i].addr
 		}
-	}
-	if size > k.limit-k.top {
-		return 0
-	}
-	end := k.top + size
-	if end > uint64(len(k.mem)) {
+		if size > k.limit-k.top {
+			return 0
+		}
 		k.grow(end)
 	}
 	addr := kernelBase + k.top
 	k.blocks = append(k.blocks, kblock{addr: addr, size: size, used: n})
-	k.top = end
+	k.top += size
 	k.hint = len(k.blocks) - 1
 	return addr
 }
 
-// grow makes the arena at least end bytes long, doubling to keep growth
-// amortized, never past the limit. New bytes are zero.
+// reuse hands out the first free block of at least size bytes, split if
+// much bigger, or returns 0.
+func (k *kernel) reuse(n, size uint64) uint64 {
+	for i := range k.blocks {
+		b := &k.blocks[i]
+		if !b.free || b.size < size {
+			continue
+		}
+		b.free, b.used = false, n
+		k.nfree--
+		if rest := b.size - size; rest >= kernelSplit {
+			b.size = size
+			k.blocks = append(k.blocks, kblock{})
+			copy(k.blocks[i+2:], k.blocks[i+1:])
+			k.blocks[i+1] = kblock{addr: k.blocks[i].addr + size, size: rest, free: true}
+			k.nfree++
+		}
+		k.hint = i
+		return k.blocks[i].addr
+	}
+	return 0
+}
+
+// grow makes the arena at least end bytes long, in 64 KiB pages as Wasm
+// memory grows, doubling to keep growth amortized, never past the limit.
+// New bytes are zero.
 func (k *kernel) grow(end uint64) {
-	n := max(2*uint64(len(k.mem)), end, 4096)
+	const page = 64 << 10
+	n := max(2*uint64(len(k.mem)), (end+page-1)&^(page-1))
 	n = min(n, k.limit)
 	mem := make([]byte, n)
 	copy(mem, k.mem[:k.top])
