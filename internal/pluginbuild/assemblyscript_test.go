@@ -491,6 +491,27 @@ func TestAssemblyScriptBinding(t *testing.T) {
 		}
 	})
 
+	t.Run("parseFirst matches json.Decoder", func(t *testing.T) {
+		for _, in := range []string{``, `  `, `{"b":1,"a":[2,{"d":1,"c":2}],"b":3} tail`, `[1,`, `-`, `1.`, `12x`, `"a"x`, `true false`,
+			`tru`, ` 1e5 `, `{"a":1}{"b":2}`, `x`, `{"a":1 "b"}`, `"\ud800\u0041é"rest`} {
+			dec := json.NewDecoder(strings.NewReader(in))
+			dec.UseNumber()
+			var v any
+			err := dec.Decode(&v)
+			out, errText := g.call(t, "first", []byte(in))
+			if err != nil {
+				if errText != err.Error() {
+					t.Errorf("%q: error %q; json.Decoder says %q", in, errText, err)
+				}
+				continue
+			}
+			want, _ := json.Marshal(map[string]any{"value": v, "end": dec.InputOffset()})
+			if string(out) != string(want) {
+				t.Errorf("%q read as %s (%s); json.Decoder reads %s", in, out, errText, want)
+			}
+		}
+	})
+
 	t.Run("compact matches json.Compact", func(t *testing.T) {
 		pretty, _ := json.MarshalIndent(map[string]any{"a": []any{1, "two  spaces", nil, true}, "é": map[string]any{"x": 1.5}}, "", "  ")
 		for _, in := range []string{string(pretty), ` { "a" : "x  y\u00e9\n" , "b" : [ 1 , 2.50 , -0 ] } `, "\"a\xffb\"", `[]`,
@@ -706,7 +727,21 @@ func TestAssemblyScriptGitHub(t *testing.T) {
 			reply(422, `{"message":"Validation Failed","errors":[{"resource":"Issue","field":"title","code":"missing_field"},{"code":"custom","message":"no"},"plain"]}`), "",
 			"GitHub refused the issue (422): Validation Failed (title missing field; no; plain)",
 			"POST", "https://api.github.com/repos/o/r/issues", `{"title":"T"}`},
+		// GitHub's answers are read as the Go example's json.Decoder reads them.
+		{"list_repos", `{"per_page":50.5}`, reply(200, `[] 5`), "", "GitHub's repository list is not JSON: data after the JSON value",
+			"GET", "https://api.github.com/user/repos?per_page=30", ""},
+		{"list_repos", `{"per_page":-3}`, reply(200, `[{"full_name":{"b":1,"a":2,"b":3}}] x`),
+			`{"count":1,"repos":[{"full_name":{"a":2,"b":3},"private":false,"description":null,"html_url":null,"default_branch":null,` +
+				`"stars":null,"updated_at":null}]}`, "",
+			"GET", "https://api.github.com/user/repos?per_page=1", ""},
+		{"list_repos", `{}`, reply(200, `[1,`), "", "GitHub's repository list is not JSON: unexpected EOF",
+			"GET", "https://api.github.com/user/repos?per_page=30", ""},
+		{"list_repos", `{}`, reply(200, ``), "", "GitHub's repository list is not JSON: EOF",
+			"GET", "https://api.github.com/user/repos?per_page=30", ""},
+		{"list_repos", `[]`, reply(200, `[]`), "", "invalid arguments: not a JSON object", "", "", ""},
+		{"create_issue", `{"owner":"o","repo":"r","title":" \u3000\t"}`, reply(201, `{}`), "", "an issue needs a title", "", "", ""},
 		{"create_issue", `{"owner":"..","repo":"r","title":"T"}`, reply(201, `{}`), "", `".." is not a valid GitHub owner name`, "", "", ""},
+		{"create_issue", `{"owner":"o","repo":"a\"b\u0001","title":"T"}`, reply(201, `{}`), "", `"a\"b\x01" is not a valid GitHub repo name`, "", "", ""},
 		{"create_issue", `{"owner":"o","repo":"r/../x","title":"T"}`, reply(201, `{}`), "", `"r/../x" is not a valid GitHub repo name`, "", "", ""},
 		{"create_issue", `{"owner":"o","repo":"r","title":"T"}`,
 			`{"error":{"code":"grant_not_found","message":"no GitHub account is connected","connect_url":"https://a.example/c"}}`, "",

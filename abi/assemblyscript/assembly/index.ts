@@ -23,8 +23,8 @@ import { AlterError } from "./request";
 
 export { Base64Result, Buf, base64Decode, base64DecodeBytes, base64Encode, decodeUTF8, encodeUTF8, validUTF8 } from "./bytes";
 export {
-  CompactResult, Kind, ParseResult, Value, compact, formatNumber, parse, parseString, quote, stringify,
-  writeString, writeStringBytes,
+  CompactResult, FirstResult, Kind, ParseResult, Value, compact, compareCodePoints, formatNumber, parse, parseFirst,
+  parseString, quote, stringify, writeString, writeStringBytes,
 } from "./json";
 export { AlterError, Code, Reply, Request, Response, get, parseReply, request } from "./request";
 
@@ -112,7 +112,16 @@ export class Result {
    */
   static mcpText(text: string, isError: bool = false): Result {
     const item = Value.newObject().setString("type", "text").setString("text", text);
-    const res = Value.newObject().set("content", Value.newArray().push(item));
+    return Result.mcp(Value.newArray().push(item), null, isError);
+  }
+
+  /**
+   * mcp succeeds with an MCP result: content (a list of content items),
+   * structuredContent if not null, and isError if set.
+   */
+  static mcp(content: Value, structuredContent: Value | null = null, isError: bool = false): Result {
+    const res = Value.newObject().set("content", content);
+    if (structuredContent) res.set("structuredContent", structuredContent);
     if (isError) res.setBool("isError", true);
     return Result.json(res);
   }

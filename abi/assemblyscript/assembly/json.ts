@@ -212,6 +212,35 @@ export class Value {
     this.items!.push(v);
   }
 
+  /**
+   * sortKeys sorts the members of this object and of every object in it by
+   * name (in UTF-8 byte order), keeping the last of repeated names, and
+   * returns this: how Go's encoding/json writes a value it decoded into a
+   * map.
+   */
+  sortKeys(): Value {
+    const todo: Value[] = [this];
+    while (todo.length > 0) {
+      const v = todo.pop();
+      const items = v.items;
+      if (!items) continue;
+      const names = v.names;
+      if (names) {
+        const last = new Map<string, Value>();
+        for (let i = 0; i < names.length; i++) last.set(names[i], items[i]);
+        const keys = last.keys();
+        keys.sort(compareCodePoints);
+        const values = new Array<Value>(keys.length);
+        for (let i = 0; i < keys.length; i++) values[i] = last.get(keys[i]);
+        v.names = keys;
+        v.items = values;
+      }
+      const kids = v.items!;
+      for (let i = 0; i < kids.length; i++) todo.push(kids[i]);
+    }
+    return this;
+  }
+
   /** encode returns the value as compact JSON in UTF-8. */
   encode(): Uint8Array {
     const out = new Buf(64);
@@ -247,6 +276,26 @@ export function parse(src: Uint8Array): ParseResult {
   return new ParseResult(v, "");
 }
 
+/** FirstResult is the first value of a stream and where it ended. */
+export class FirstResult {
+  constructor(public value: Value | null, public error: string, public end: i32) {}
+  get ok(): bool { return this.value != null; }
+}
+
+/**
+ * parseFirst reads the first JSON value of src and stops after it, as Go's
+ * json.Decoder.Decode does: what follows is left alone, and the errors are
+ * the decoder's ("EOF" for no value, "unexpected EOF" for a cut-off one).
+ */
+export function parseFirst(src: Uint8Array, start: i32 = 0): FirstResult {
+  const rest = start > 0 ? src.subarray(start) : src;
+  const s = new Scanner(rest, true, null);
+  s.stream = true;
+  const v = s.run();
+  if (s.err.length > 0 || !v) return new FirstResult(null, s.err, start + s.offset);
+  return new FirstResult(v, "", start + s.offset);
+}
+
 /** parseString reads one JSON value from a string. */
 export function parseString(src: string): ParseResult {
   return parse(encodeUTF8(src));
@@ -270,6 +319,33 @@ export function stringify(v: Value): string {
 }
 
 const MAX_DEPTH = 10000;
+
+// codePointAt reads the code point at i, an unpaired surrogate as U+FFFD
+// (as it is written); its width in units is (result >> 21) + 1.
+function codePointAt(s: string, i: i32): u32 {
+  const c = <u32>s.charCodeAt(i);
+  if (c < 0xD800 || c >= 0xE000) return c;
+  if (c < 0xDC00 && i + 1 < s.length) {
+    const d = <u32>s.charCodeAt(i + 1);
+    if (d >= 0xDC00 && d < 0xE000) return (0x10000 + ((c - 0xD800) << 10) + (d - 0xDC00)) | (1 << 21);
+  }
+  return 0xFFFD;
+}
+
+/** compareCodePoints orders strings as their UTF-8 bytes order. */
+export function compareCodePoints(a: string, b: string): i32 {
+  let i = 0, j = 0;
+  while (i < a.length && j < b.length) {
+    const x = codePointAt(a, i), y = codePointAt(b, j);
+    const cx = x & 0x1FFFFF, cy = y & 0x1FFFFF;
+    if (cx != cy) return cx < cy ? -1 : 1;
+    i += <i32>(x >> 21) + 1;
+    j += <i32>(y >> 21) + 1;
+  }
+  if (i < a.length) return 1;
+  if (j < b.length) return -1;
+  return 0;
+}
 
 function isSpace(c: i32): bool {
   return c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D;
@@ -298,6 +374,8 @@ class Scanner {
   private u: U16 = new U16();
   private build: bool;
   private out: Buf | null;
+  // stream reads one value and stops after it, as Go's json.Decoder does.
+  stream: bool = false;
   // One entry per open container: 0 for an array, 1 for an object.
   private kinds: u8[] = [];
   private containers: Value[] = [];
@@ -329,14 +407,27 @@ class Scanner {
   private fail(context: string, inToken: bool = false): void {
     if (this.err.length > 0) return;
     if (this.i >= this.end) {
-      this.err = inToken ? "invalid character ' ' " + context : "unexpected end of JSON input";
+      if (this.stream) this.err = "unexpected EOF";
+      else this.err = inToken ? "invalid character ' ' " + context : "unexpected end of JSON input";
       return;
     }
     this.err = "invalid character " + quoteChar(this.peek()) + " " + context;
   }
 
+  /** end is where reading stopped: after the value, in stream mode. */
+  get offset(): i32 {
+    return this.i;
+  }
+
   run(): Value | null {
     let result: Value | null = null;
+    if (this.stream) {
+      this.skipSpace();
+      if (this.i >= this.end) {
+        this.err = "EOF";
+        return null;
+      }
+    }
     // AssemblyScript has no labelled loops: done ends the outer one.
     let done = false;
     while (!done) {
@@ -423,6 +514,7 @@ class Scanner {
         return null;
       }
     }
+    if (this.stream) return result;
     this.skipSpace();
     if (this.i < this.end) {
       this.fail("after top-level value");

@@ -4,7 +4,7 @@
 
 import {
   Reply, Request, Result, Value, base64Encode, compact, decodeUTF8, handle, inputString,
-  log, Level, outputString, parse, parseReply, request, setting,
+  log, Level, outputString, parse, parseFirst, parseReply, request, setting,
 } from "@alterhost/alter";
 
 // describe turns a Reply into JSON the test can compare: the response with
@@ -73,6 +73,16 @@ function reencodeImpl(input: Uint8Array): Result {
   return Result.json(v);
 }
 export function reencode(): i32 { return handle(reencodeImpl); }
+
+// first reads the first value of its input as json.Decoder does and
+// returns it with where it ended, keys sorted as Go writes a decoded map.
+function firstImpl(input: Uint8Array): Result {
+  const r = parseFirst(input);
+  const v = r.value;
+  if (!v) return Result.fail(r.error);
+  return Result.json(Value.newObject().setInteger("end", r.end).set("value", v.sortKeys()));
+}
+export function first(): i32 { return handle(firstImpl); }
 
 function compactImpl(input: Uint8Array): Result {
   const c = compact(input);
