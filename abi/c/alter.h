@@ -375,10 +375,8 @@ static inline int alter_utf8_valid(const char *s, alter_size n) {
     alter_size i = 0;
     while (i < n) {
         alter_size at = i;
-        if (alter_utf8_next(s, n, &i) == 0xFFFD && i - at == 1 &&
-            !(n - at >= 3 && (unsigned char)s[at] == 0xEF && (unsigned char)s[at + 1] == 0xBF &&
-              (unsigned char)s[at + 2] == 0xBD))
-            return 0;
+        /* A real U+FFFD takes 3 bytes; a one-byte U+FFFD is a bad byte. */
+        if (alter_utf8_next(s, n, &i) == 0xFFFD && i - at == 1) return 0;
     }
     return 1;
 }
@@ -794,7 +792,9 @@ static inline alter_size alter_json_compact(alter_json v, char *dst) {
  *   alter_json args, v;
  *   char text[256];
  *   if (alter_args(in, sizeof in, &args)) return 1;
- *   long long n = alter_json_str((alter_json_get(args, "text", &v), v), text, sizeof text);
+ *   alter_json_get(args, "text", &v);           (v is empty if it is missing)
+ *   long long n = alter_json_str(v, text, sizeof text);
+ *   if (n < 0 || n >= (long long)sizeof text) ... missing, not a string, or too long
  */
 static inline int alter_args(char *buf, alter_size cap, alter_json *args) {
     alter_size n = alter_input(buf, cap);
