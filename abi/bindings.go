@@ -6,5 +6,5 @@ import "embed"
 // languages' folders as they exist), so alterhost can copy one into a new
 // plugin: a scaffolded plugin then builds on its own, anywhere.
 //
-//go:embed go/*.go c/alter.h rust/alter.rs
+//go:embed go/*.go c/alter.h rust/alter.rs assemblyscript/assembly/*.ts
 var Bindings embed.FS

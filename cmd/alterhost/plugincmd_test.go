@@ -18,7 +18,7 @@ import (
 // reaches the sandbox provider with a credential the host adds.
 func TestPluginNewBuild(t *testing.T) {
 	bin, _ := build(t)
-	for _, lang := range []string{"go", "rust"} {
+	for _, lang := range []string{"go", "c", "rust", "assemblyscript"} {
 		t.Run(lang, func(t *testing.T) {
 			work := t.TempDir()
 			name := "my-" + lang
@@ -34,6 +34,16 @@ func TestPluginNewBuild(t *testing.T) {
 				t.Fatalf("plugin new over a plugin: %v\n%s", err, out)
 			}
 			src := filepath.Join(work, name)
+			if lang == "assemblyscript" {
+				// What `npm install` would do, without the network: the
+				// compiler the repository's setup installed, and its lockfile.
+				root, _ := filepath.Abs("../../abi/assemblyscript")
+				if err := os.Symlink(filepath.Join(root, "node_modules"), filepath.Join(src, "node_modules")); err != nil {
+					t.Fatal(err)
+				}
+				lock, _ := os.ReadFile(filepath.Join(root, "package-lock.json"))
+				os.WriteFile(filepath.Join(src, "package-lock.json"), lock, 0o644)
+			}
 			cmd = exec.Command(bin, "plugin", "build", src)
 			if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "built ") {
 				t.Fatalf("plugin build: %v\n%s", err, out)
@@ -62,8 +72,12 @@ func TestPluginNewBuild(t *testing.T) {
 			if res := call("hello", map[string]any{"name": "Zoé"}); res.IsError || text(t, res) != "Hello, Zoé!" {
 				t.Fatalf("hello: %s", text(t, res))
 			}
-			if !strings.Contains(logs.String(), "greeting Zoé") || !strings.Contains(logs.String(), "plugin="+name) {
-				t.Errorf("the guest's debug line is not in the log:\n%s", logs.String())
+			// stderr is read by another goroutine: give the line a moment.
+			for i := 0; !strings.Contains(logs.String(), "greeting Zoé") || !strings.Contains(logs.String(), "plugin="+name); i++ {
+				if i == 100 {
+					t.Fatalf("the guest's debug line is not in the log:\n%s", logs.String())
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 			// The operator's setting reaches the guest; the watch reloads the
 			// plugin when its settings file appears.

@@ -36,12 +36,25 @@ func buildAssemblyScript(ctx context.Context, b *Build, work string) error {
 	if err != nil {
 		return err
 	}
-	binding := filepath.Join(b.Root, "abi", "assemblyscript")
-	asc := filepath.Join(binding, "node_modules", "assemblyscript", "bin", "asc.js")
-	if _, err := os.Stat(asc); err != nil {
-		return &ToolchainError{Lang: AssemblyScript, Tool: "asc (the assemblyscript npm package)", Install: ascSetup}
+	// A plugin made by `alterhost plugin new` brings its own package.json
+	// (npm install puts asc beside it) and a copy of the binding in alter/;
+	// one in the source tree uses abi/assemblyscript's.
+	tools, sources, setup := filepath.Join(b.Root, "abi", "assemblyscript"), "", ascSetup
+	if b.Root == "" {
+		tools, setup = b.Dir, "run npm install in "+b.Dir
 	}
-	if err := checkPinned(binding); err != nil {
+	if _, err := os.Stat(filepath.Join(b.Dir, "node_modules", "assemblyscript")); err == nil {
+		tools, setup = b.Dir, "run npm install in "+b.Dir
+	}
+	sources = filepath.Join(tools, "assembly")
+	if _, err := os.Stat(filepath.Join(b.Dir, "alter", "index.ts")); err == nil {
+		sources = filepath.Join(b.Dir, "alter")
+	}
+	asc := filepath.Join(tools, "node_modules", "assemblyscript", "bin", "asc.js")
+	if _, err := os.Stat(asc); err != nil {
+		return &ToolchainError{Lang: AssemblyScript, Tool: "asc (the assemblyscript npm package)", Install: setup}
+	}
+	if err := checkPinned(tools, setup); err != nil {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(b.Dir, "index.ts")); err != nil {
@@ -51,7 +64,7 @@ func buildAssemblyScript(ctx context.Context, b *Build, work string) error {
 	// into the source tree, so a plugin's imports do not depend on where
 	// its folder is.
 	lib := filepath.Join(work, "lib")
-	if err := copyTS(filepath.Join(binding, "assembly"), filepath.Join(lib, filepath.FromSlash(ascPackage))); err != nil {
+	if err := copyTS(sources, filepath.Join(lib, filepath.FromSlash(ascPackage))); err != nil {
 		return err
 	}
 	out, err := filepath.Abs(b.Out)
@@ -71,7 +84,7 @@ func buildAssemblyScript(ctx context.Context, b *Build, work string) error {
 
 // checkPinned refuses an installed assemblyscript that is not the one the
 // lockfile pins: another version may compile the same sources differently.
-func checkPinned(binding string) error {
+func checkPinned(binding, setup string) error {
 	var lock struct {
 		Packages map[string]struct {
 			Version string `json:"version"`
@@ -85,11 +98,11 @@ func checkPinned(binding string) error {
 		return err
 	}
 	if err := json.Unmarshal(raw, &lock); err != nil {
-		return fmt.Errorf("abi/assemblyscript/package-lock.json: %w", err)
+		return fmt.Errorf("%s: %w", filepath.Join(binding, "package-lock.json"), err)
 	}
 	raw, err = os.ReadFile(filepath.Join(binding, "node_modules", "assemblyscript", "package.json"))
 	if err != nil {
-		return &ToolchainError{Lang: AssemblyScript, Tool: "asc (the assemblyscript npm package)", Install: ascSetup}
+		return &ToolchainError{Lang: AssemblyScript, Tool: "asc (the assemblyscript npm package)", Install: setup}
 	}
 	if err := json.Unmarshal(raw, &installed); err != nil {
 		return err
@@ -97,7 +110,7 @@ func checkPinned(binding string) error {
 	if want := lock.Packages["node_modules/assemblyscript"].Version; installed.Version != want {
 		return &ToolchainError{Lang: AssemblyScript,
 			Tool:    fmt.Sprintf("asc %s as the lockfile pins (found %s)", want, installed.Version),
-			Install: ascSetup}
+			Install: setup}
 	}
 	return nil
 }

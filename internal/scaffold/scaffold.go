@@ -38,6 +38,22 @@ type lang struct {
 }
 
 var langs = map[pluginbuild.Lang]lang{
+	pluginbuild.C: {
+		name:        "C",
+		files:       map[string]string{"c/main.c.tmpl": "main.c"},
+		bindingFrom: "c", bindingTo: ".",
+		describe: []string{"`main.c`: the tools, one `ALTER_EXPORT(\"name\")` function each",
+			"`alter.h`: the alterhost binding, a copy (freestanding: no libc, no WASI)"},
+	},
+	pluginbuild.AssemblyScript: {
+		name: "AssemblyScript",
+		files: map[string]string{"assemblyscript/index.ts.tmpl": "index.ts",
+			"assemblyscript/package.json.tmpl": "package.json", "assemblyscript/gitignore.tmpl": ".gitignore"},
+		bindingFrom: "assemblyscript/assembly", bindingTo: "alter",
+		describe: []string{"`index.ts`: the tools, one exported `(): i32` function each",
+			"`package.json`: pins the AssemblyScript compiler; run `npm install` once before building",
+			"`alter/`: the alterhost binding, a copy, imported as `@alterhost/alter`"},
+	},
 	pluginbuild.Rust: {
 		name:        "Rust",
 		files:       map[string]string{"rust/lib.rs.tmpl": "lib.rs"},
