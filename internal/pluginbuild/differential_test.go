@@ -327,6 +327,7 @@ var githubCalls = []diffCall{
 	{name: "list_repos 500 not UTF-8", tool: "list_repos", args: map[string]any{"per_page": 4}},
 	{name: "list_repos not UTF-8", tool: "list_repos", args: map[string]any{"per_page": 6}},
 	{name: "list_repos 403", tool: "list_repos", args: map[string]any{"per_page": 7}},
+	{name: "list_repos sparse", tool: "list_repos", args: map[string]any{"per_page": 8}},
 	{name: "create_issue", tool: "create_issue", args: map[string]any{"owner": "octo", "repo": "hello", "title": "Bug <1> " + tricky, "body": "line\n" + tricky}},
 	{name: "create_issue no body", tool: "create_issue", args: map[string]any{"owner": "octo", "repo": "hello", "title": "t"}},
 	{name: "create_issue 404", tool: "create_issue", args: map[string]any{"owner": "octo", "repo": "gone", "title": "t"}},
@@ -435,6 +436,10 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 		case "6":
 			answer(200, "[{\"full_name\":\"octo/caf\xe9\",\"private\":true,\"description\":\"bad \xff\xfe bytes\",\"html_url\":\"u\","+
 				"\"default_branch\":\"m\xe2\x98\",\"stargazers_count\":-0,\"updated_at\":\"\\ud800\"}]")
+		case "8":
+			// GitHub leaves out what it does not know: the output keeps
+			// nulls, which the output schema allows.
+			answer(200, `[{"full_name":"octo/new","private":false,"html_url":"https://github.com/octo/new"}]`)
 		case "7":
 			answer(403, `{"message":"Resource not accessible by integration","errors":["one",{"code":"too_many_things"},{"field":"x"}]}`,
 				"X-RateLimit-Remaining", "4999")

@@ -6,11 +6,18 @@
 
 use alter::{BoxError, Json, Request, Response};
 
-const API: &str = "https://api.github.com";
+/// The REST API's base URL: the "api_base" setting, which the manifest
+/// defaults to https://api.github.com.
+fn api_base() -> String {
+    match alter::setting("api_base") {
+        Some(v) if !v.is_empty() => v,
+        _ => "https://api.github.com".to_string(),
+    }
+}
 
 /// A request to the GitHub REST API with the headers GitHub asks for.
 fn github(method: &str, path: &str) -> Request {
-    Request::new(method, &format!("{}{}", API, path))
+    Request::new(method, &format!("{}{}", api_base(), path))
         .header("Accept", "application/vnd.github+json")
         .header("X-GitHub-Api-Version", "2022-11-28")
         .header("User-Agent", "alterhost-github-example")
