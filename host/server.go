@@ -79,6 +79,12 @@ type Config struct {
 	// that Connect pages know the browser's person by the subject its
 	// tokens carry.
 	OIDC *server.OIDCConfig
+	// Stateless serves every MCP protocol revision without sessions, so any
+	// instance behind a balancer can answer any request. Clients before
+	// 2026-07-28 then get no server-to-client messages: no list_changed, no
+	// URL elicitation (the Connect URL comes in the result's words).
+	// 2026-07-28 and later are always served so.
+	Stateless bool
 	// NoWatch turns hot reload off: the plugins folder is read once, at
 	// start. By default alterhost watches it and loads, swaps or drops a
 	// plugin as its files change.
@@ -116,6 +122,8 @@ type Server struct {
 	verify auth.TokenVerifier
 	// resourceMetadata is the RFC 9728 document's URL, for 401 challenges.
 	resourceMetadata string
+	// stateless: see Config.Stateless.
+	stateless bool
 	// stopBackground ends the sweeper of expired rows and the plugins
 	// folder's watch; background counts them.
 	stopBackground context.CancelFunc
@@ -155,7 +163,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil || base.Scheme == "" || base.Host == "" {
 		return nil, fmt.Errorf("base URL %q: want an absolute URL such as http://127.0.0.1:8080", cfg.BaseURL)
 	}
-	s := &Server{logger: logger}
+	s := &Server{logger: logger, stateless: cfg.Stateless}
 	defer func() {
 		if err != nil {
 			s.Close(context.WithoutCancel(ctx))
@@ -424,7 +432,7 @@ func (s *Server) streamable() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Dates compare as strings; the stateless handler refuses a
 		// version it does not know.
-		if r.Header.Get("MCP-Protocol-Version") >= statelessVersion {
+		if s.stateless || r.Header.Get("MCP-Protocol-Version") >= statelessVersion {
 			stateless.ServeHTTP(w, r)
 			return
 		}

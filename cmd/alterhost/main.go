@@ -124,6 +124,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	providersFile := fs.String("providers", "", "JSON `FILE` configuring upstream OAuth providers")
 	dev := fs.Bool("dev", false, "add the sandbox provider: an OAuth server and API served by alterhost itself, for trying tools offline")
 	allowPrivate := fs.Bool("allow-private-egress", false, "let plugins reach loopback, private and link-local addresses (off: refused)")
+	stateless := fs.Bool("stateless", false, "serve every MCP protocol revision without sessions, so instances behind a balancer need no sticky sessions (2026-07-28 clients always are)")
 	noWatch := fs.Bool("no-watch", false, "read the plugins folder once at start (default: load, swap or drop plugins as their files change)")
 	stdio := fs.Bool("stdio", false, "serve MCP on standard input and output instead of HTTP")
 	noAuth := fs.Bool("no-auth", false, "serve HTTP without authentication (loopback addresses only)")
@@ -211,7 +212,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	srv, err := host.New(ctx, host.Config{PluginsDir: *plugins, DataDir: *sf.dataDir, DatabaseURL: *sf.databaseURL,
 		ProvidersFile: *providersFile, BaseURL: base, Dev: *dev, AllowPrivateEgress: *allowPrivate,
 		Auth: authMode, AccessTokenTTL: *accessTTL, TrustIssuer: *trustIssuer, TrustJWKS: *trustJWKS,
-		OIDC: oidc, NoWatch: *noWatch, Version: version, Logger: logger})
+		OIDC: oidc, NoWatch: *noWatch, Stateless: *stateless, Version: version, Logger: logger})
 	if err != nil {
 		if ln != nil {
 			ln.Close()
