@@ -273,6 +273,14 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		defer s.background.Done()
 		s.sweep(background)
 	}()
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		// Instances sharing PostgreSQL hear of each other's grant changes.
+		if err := s.Vault.Watch(background); err != nil && background.Err() == nil {
+			logger.Warn("grant changes by other instances show only as cached grants expire (30 s)", "error", err)
+		}
+	}()
 	if !cfg.NoWatch {
 		s.background.Add(1)
 		go func() {

@@ -53,11 +53,14 @@ type Vault struct {
 
 	// cache keeps recently read grants, still sealed, so a call does not
 	// read the database each time. An entry lives at most cacheFor, and
-	// never into its grant's refresh window; changes made here drop it
-	// at once, changes by other instances show within cacheFor.
+	// never into its grant's refresh window; changes made here drop it at
+	// once, and so do changes by other instances when the store announces
+	// them (see Watch); otherwise they show within cacheFor.
 	cacheFor time.Duration
 	cacheMu  sync.Mutex
 	cache    map[string]cachedGrant
+	// gen counts forgets, so a read that raced a change is not cached.
+	gen uint64
 }
 
 type cachedGrant struct {
@@ -113,6 +116,7 @@ func (v *Vault) grant(ctx context.Context, subject, provider string) (store.Gran
 	now := v.now()
 	v.cacheMu.Lock()
 	c, ok := v.cache[key]
+	gen := v.gen
 	v.cacheMu.Unlock()
 	if ok && now.Before(c.until) {
 		return c.g, nil
@@ -128,17 +132,39 @@ func (v *Vault) grant(ctx context.Context, subject, provider string) (store.Gran
 	}
 	if until.After(now) {
 		v.cacheMu.Lock()
-		v.cache[key] = cachedGrant{g: g, until: until}
+		// A change announced while this read was on its way may be newer
+		// than what it read.
+		if v.gen == gen {
+			v.cache[key] = cachedGrant{g: g, until: until}
+		}
 		v.cacheMu.Unlock()
 	}
 	return g, nil
 }
 
-// forget drops a grant from the cache after it changed.
+// forget drops a grant from the cache after it changed; subject and
+// provider both empty drop every grant.
 func (v *Vault) forget(subject, provider string) {
 	v.cacheMu.Lock()
-	delete(v.cache, cacheKey(subject, provider))
+	if subject == "" && provider == "" {
+		clear(v.cache)
+	} else {
+		delete(v.cache, cacheKey(subject, provider))
+	}
+	v.gen++
 	v.cacheMu.Unlock()
+}
+
+// Watch keeps the cache true to a store that several processes share: a
+// grant any of them changes is forgotten here as soon as the store
+// announces it. It runs until ctx ends; for a store of one process it
+// returns nil at once.
+func (v *Vault) Watch(ctx context.Context) error {
+	w, ok := v.store.(store.GrantWatcher)
+	if !ok {
+		return nil
+	}
+	return w.WatchGrants(ctx, v.forget)
 }
 
 func newID() string {

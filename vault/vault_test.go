@@ -314,3 +314,62 @@ func TestGrantCache(t *testing.T) {
 		}
 	})
 }
+
+// TestGrantChangesAnnounced: on PostgreSQL, instances that share the
+// database hear of each other's grant changes, so a grant disconnected
+// through one is gone on the others at once, not after their cache ages.
+func TestGrantChangesAnnounced(t *testing.T) {
+	url := pgtest.URL(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	open := func() store.Store {
+		st, err := postgres.Open(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	here, there := newVault(t, open(), &fakeProvider{}), newVault(t, open(), &fakeProvider{})
+	watching := make(chan error, 1)
+	go func() { watching <- here.Watch(ctx) }()
+	if _, err := there.Save(ctx, "alice", "acme", vault.Token{AccessToken: "one", Scopes: []string{"read"}}); err != nil {
+		t.Fatal(err)
+	}
+	// here caches the grant (a save elsewhere may be heard first; wait for
+	// the cached copy to be the saved one).
+	deadline := time.Now().Add(5 * time.Second)
+	for tok, _ := here.Credential(ctx, "alice", "acme", nil); tok != "one"; tok, _ = here.Credential(ctx, "alice", "acme", nil) {
+		if time.Now().After(deadline) {
+			t.Fatalf("credential = %q", tok)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // the LISTEN is in place
+	if _, err := there.Save(ctx, "alice", "acme", vault.Token{AccessToken: "two", Scopes: []string{"read"}}); err != nil {
+		t.Fatal(err)
+	}
+	for tok, _ := here.Credential(ctx, "alice", "acme", nil); tok != "two"; tok, _ = here.Credential(ctx, "alice", "acme", nil) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after another instance saved, credential = %q; want two", tok)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := there.Disconnect(ctx, "alice", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, aerr := here.Credential(ctx, "alice", "acme", nil)
+		if aerr != nil && aerr.Code == abi.CodeGrantNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after another instance disconnected: %v; want grant_not_found", aerr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-watching; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Watch returned %v", err)
+	}
+}

@@ -106,6 +106,17 @@ type AuditFilter struct {
 	Limit int
 }
 
+// GrantWatcher is implemented by stores that several processes share. The
+// vault uses it to forget a cached grant as soon as any process changes it.
+type GrantWatcher interface {
+	// WatchGrants calls changed with the subject and provider of every
+	// grant written or deleted, by any process, until ctx ends. When it may
+	// have missed changes (its connection was lost and is back), it calls
+	// changed("", ""): forget everything. It returns ctx's error, or an
+	// error if it cannot watch at all.
+	WatchGrants(ctx context.Context, changed func(subject, provider string)) error
+}
+
 // Store is the vault's storage. Implementations are safe for concurrent use
 // by many goroutines and, for PostgreSQL, many processes.
 type Store interface {
