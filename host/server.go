@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -124,6 +125,9 @@ type Server struct {
 	resourceMetadata string
 	// stateless: see Config.Stateless.
 	stateless bool
+	// draining is set when the server is about to stop: /readyz then
+	// tells balancers to send it nothing new.
+	draining atomic.Bool
 	// stopBackground ends the sweeper of expired rows and the plugins
 	// folder's watch; background counts them.
 	stopBackground context.CancelFunc
@@ -381,6 +385,7 @@ func (s *Server) routes(withMCP bool) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
+	r.Get("/readyz", s.readyz)
 	if withMCP {
 		mcpHandler := s.streamable()
 		switch {
@@ -446,6 +451,33 @@ func (s *Server) streamable() http.Handler {
 		}
 		sessions.ServeHTTP(w, r)
 	})
+}
+
+// Drain marks the server as stopping: /readyz answers 503 from now on, so
+// a balancer stops sending new requests while those in flight finish.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// readyz is /readyz: 200 when this instance can serve (its database
+// answers and it is not stopping), else 503 with the reason. /healthz
+// only says the process lives.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if s.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "draining: shutting down")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		// The reason goes to the log; the answer names only the part.
+		s.logger.Warn("not ready: the database does not answer", "error", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "database unreachable")
+		return
+	}
+	fmt.Fprintln(w, "ready")
 }
 
 // ServeStdio serves MCP over standard input and output until the client

@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -67,5 +68,55 @@ func TestStateless(t *testing.T) {
 		s.Close()
 		ts.Close()
 		srv.Close(context.Background())
+	}
+}
+
+// TestReadyz: ready while the database answers and the server is not
+// stopping; 503 with the reason otherwise. /healthz stays 200.
+func TestReadyz(t *testing.T) {
+	srv, err := host.New(context.Background(), host.Config{PluginsDir: t.TempDir(), DataDir: t.TempDir(),
+		BaseURL: "http://127.0.0.1:1", NoWatch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	if code, body := get("/readyz"); code != 200 || body != "ready" {
+		t.Fatalf("ready: %d %q", code, body)
+	}
+	srv.Drain()
+	if code, body := get("/readyz"); code != 503 || body != "draining: shutting down" {
+		t.Fatalf("draining: %d %q", code, body)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("healthz while draining: %d", code)
+	}
+	// A database that stopped answering: the store closed under it.
+	srv.Close(context.Background())
+	srv2, err := host.New(context.Background(), host.Config{PluginsDir: t.TempDir(), DataDir: t.TempDir(),
+		BaseURL: "http://127.0.0.1:1", NoWatch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts2 := httptest.NewServer(srv2.Handler())
+	defer ts2.Close()
+	srv2.Close(context.Background())
+	resp, err := http.Get(ts2.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || strings.TrimSpace(string(b)) != "database unreachable" {
+		t.Fatalf("database closed: %d %q", resp.StatusCode, b)
 	}
 }

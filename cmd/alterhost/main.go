@@ -322,6 +322,7 @@ func serveHTTP(ctx context.Context, srv *host.Server, ln net.Listener, base stri
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down; letting in-flight calls finish", "grace", shutdownGrace)
+	srv.Drain()
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {

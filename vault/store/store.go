@@ -167,4 +167,6 @@ type Store interface {
 
 	// Close releases the store's connections.
 	Close() error
+	// Ping checks that the database answers, for readiness checks.
+	Ping(ctx context.Context) error
 }

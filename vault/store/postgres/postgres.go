@@ -42,6 +42,14 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	return s, nil
 }
 
+// Ping checks that the server answers a query.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}
+
 // Close closes the store's connections, waiting for those in use.
 func (s *Store) Close() error {
 	s.pool.Close()

@@ -113,6 +113,15 @@ func dsn(path string, pragmas url.Values) string {
 	return (&url.URL{Scheme: "file", Path: path, RawQuery: pragmas.Encode()}).String()
 }
 
+// Ping checks that the database file answers a query.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}
+
 // Close closes the store's connections.
 func (s *Store) Close() error {
 	var errs []error

@@ -55,6 +55,17 @@ import (
 // Run runs the whole suite. open must return a new, empty store each time
 // it is called, and arrange its own cleanup with t.Cleanup; it is called
 // from parallel subtests.
+// testPing: an open store answers; a closed one says so.
+func testPing(t *testing.T, s store.Store) {
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	s.Close()
+	if err := s.Ping(t.Context()); err == nil {
+		t.Fatal("Ping on a closed store: nil")
+	}
+}
+
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -91,6 +102,7 @@ var cases = []struct {
 	name string
 	run  func(t *testing.T, s store.Store)
 }{
+	{"Ping", testPing},
 	{"GrantRoundTrip", testGrantRoundTrip},
 	{"GrantNotFound", testGrantNotFound},
 	{"GrantReplace", testGrantReplace},
