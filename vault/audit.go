@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alterhost/alterhost/vault/store"
@@ -19,6 +20,8 @@ type Auditor struct {
 	once   sync.Once
 	// flushEvery bounds how long a record waits in the queue.
 	flushEvery time.Duration
+	// observer, if set (Observe), hears of full queues and writes.
+	observer atomic.Pointer[AuditObserver]
 }
 
 // auditBatch is the most records written in one transaction.
@@ -36,7 +39,17 @@ func NewAuditor(st store.Store, logger *slog.Logger) *Auditor {
 }
 
 // Record queues r for writing.
-func (a *Auditor) Record(r store.AuditRecord) { a.queue <- r }
+func (a *Auditor) Record(r store.AuditRecord) {
+	select {
+	case a.queue <- r:
+	default:
+		// The store is behind: wait, but let it be seen.
+		if o := a.auditObserver(); o != nil {
+			o.AuditQueueFull()
+		}
+		a.queue <- r
+	}
+}
 
 func (a *Auditor) run() {
 	defer close(a.done)
@@ -47,7 +60,11 @@ func (a *Auditor) run() {
 		if len(batch) == 0 {
 			return
 		}
-		if err := a.store.AppendAudit(context.Background(), batch); err != nil {
+		err := a.store.AppendAudit(context.Background(), batch)
+		if o := a.auditObserver(); o != nil {
+			o.AuditWritten(len(batch), err)
+		}
+		if err != nil {
 			a.logger.Error("audit records lost: the store refused them", "records", len(batch), "error", err)
 		}
 		batch = batch[:0]

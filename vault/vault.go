@@ -45,8 +45,10 @@ type Vault struct {
 	// Linker mints Connect URLs for grant_not_found and
 	// scope_reauth_required; set it before serving.
 	Linker Linker
-	logger *slog.Logger
-	now    func() time.Time
+	// Observer, if set before serving, hears of lookups and refreshes.
+	Observer Observer
+	logger   *slog.Logger
+	now      func() time.Time
 	// refreshEarly is how long before expiry a token is refreshed.
 	refreshEarly time.Duration
 	flight       singleflight.Group
@@ -193,11 +195,8 @@ func (v *Vault) Save(ctx context.Context, subject, provider string, tok Token) (
 	return g, nil
 }
 
-// Credential returns the access token subject's grant at provider carries,
-// refreshing it first if it is about to expire. A missing, broken or
-// too-narrow grant yields grant_not_found or scope_reauth_required with a
-// fresh Connect URL. Errors never contain a secret.
-func (v *Vault) Credential(ctx context.Context, subject, provider string, scopes []string) (string, *abi.Error) {
+// credential is Credential, unobserved.
+func (v *Vault) credential(ctx context.Context, subject, provider string, scopes []string) (string, *abi.Error) {
 	g, err := v.grant(ctx, subject, provider)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -285,7 +284,9 @@ func (v *Vault) refreshLocked(ctx context.Context, subject, provider string, sco
 		if s.RefreshToken == "" {
 			return g, false, nil // nothing to refresh with; use the token until the upstream refuses it
 		}
+		start := time.Now()
 		tok, err := p.Refresh(ctx, s.RefreshToken)
+		v.observeRefresh(provider, err, time.Since(start))
 		if errors.Is(err, ErrInvalidGrant) {
 			g.Status, g.UpdatedAt = store.GrantBroken, v.now()
 			return g, true, nil

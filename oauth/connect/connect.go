@@ -65,6 +65,8 @@ type Service struct {
 	// client waiting on that (a URL elicitation) can go on.
 	Connected func(ctx context.Context, subject, provider string)
 	Now       func() time.Time
+	// Observer, if set, hears of flows started, completed and failed.
+	Observer Observer
 }
 
 func (s *Service) now() time.Time {
@@ -158,15 +160,18 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	}
 	link, err := s.Store.TakeLink(r.Context(), hash(r.URL.Query().Get("link")), s.now())
 	if errors.Is(err, store.ErrNotFound) {
+		s.failed(name, "link_invalid")
 		s.page(w, http.StatusGone, "This Connect link was already used or has expired",
 			"Call the tool again to get a fresh link.")
 		return
 	}
 	if err != nil {
+		s.failed(name, "error")
 		s.fail(w, "start", err)
 		return
 	}
 	if link.Provider != name {
+		s.failed(name, "link_invalid")
 		s.page(w, http.StatusBadRequest, "This Connect link is for another provider", "Call the tool again to get a fresh link.")
 		return
 	}
@@ -175,6 +180,7 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	// them.
 	if s.Subject != nil {
 		if who, err := s.Subject(r); err != nil || who != link.Subject {
+			s.failed(name, "wrong_person")
 			s.page(w, http.StatusForbidden, "This Connect link belongs to another person",
 				"This browser is signed in to alterhost as someone else, or cannot sign in here. "+
 					"Sign out, sign in as the person who called the tool, and call it again for a fresh link.")
@@ -183,6 +189,7 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 	}
 	p, ok := s.provider(name)
 	if !ok {
+		s.failed(name, "not_configured")
 		s.page(w, http.StatusNotFound, "This provider is not configured", "Ask the operator of this alterhost to configure "+name+".")
 		return
 	}
@@ -205,9 +212,11 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		Scopes: scopes, Verifier: verifier, CreatedAt: now, ExpiresAt: now.Add(ttl),
 	})
 	if err != nil {
+		s.failed(name, "error")
 		s.fail(w, "start", err)
 		return
 	}
+	s.started(name)
 	http.SetCookie(w, &http.Cookie{
 		Name: flowCookie(state), Value: browser, Path: "/connect/" + name, MaxAge: int(ttl.Seconds()),
 		HttpOnly: true, Secure: s.BaseURL.Scheme == "https", SameSite: http.SameSiteLaxMode,
@@ -221,37 +230,44 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	state := q.Get("state")
 	st, err := s.Store.TakeConnectState(r.Context(), hash(state), s.now())
 	if errors.Is(err, store.ErrNotFound) {
+		s.failed(name, "state_invalid")
 		s.page(w, http.StatusBadRequest, "This sign-in was already completed or has expired",
 			"Call the tool again to get a fresh Connect link.")
 		return
 	}
 	if err != nil {
+		s.failed(name, "error")
 		s.fail(w, "callback", err)
 		return
 	}
 	cookie, err := r.Cookie(flowCookie(state))
 	if err != nil || subtle.ConstantTimeCompare(hash(cookie.Value), st.BrowserHash) != 1 {
+		s.failed(name, "wrong_browser")
 		s.page(w, http.StatusForbidden, "This sign-in was started in another browser",
 			"Open the Connect link in the browser you will finish in.")
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookie.Name, Path: "/connect/" + name, MaxAge: -1})
 	if st.Provider != name {
+		s.failed(name, "state_invalid")
 		s.page(w, http.StatusBadRequest, "The provider does not match this sign-in", "Call the tool again to get a fresh Connect link.")
 		return
 	}
 	if e := q.Get("error"); e != "" {
+		s.failed(name, "denied")
 		s.page(w, http.StatusOK, "Nothing was connected", "The provider reported: "+e+". Call the tool again to retry.")
 		return
 	}
 	p, ok := s.provider(name)
 	if !ok {
+		s.failed(name, "not_configured")
 		s.page(w, http.StatusNotFound, "This provider is not configured", "")
 		return
 	}
 	tok, err := p.Exchange(r.Context(), q.Get("code"), st.Verifier, s.redirectURL(name))
 	if err != nil {
 		s.logger().Warn("connect: code exchange failed", "provider", name, "error", err)
+		s.failed(name, "exchange_failed")
 		s.page(w, http.StatusBadGateway, "The provider did not accept the sign-in", "Call the tool again to get a fresh Connect link.")
 		return
 	}
@@ -259,9 +275,11 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 		tok.Scopes = st.Scopes
 	}
 	if _, err := s.Vault.Save(r.Context(), st.Subject, name, tok); err != nil {
+		s.failed(name, "error")
 		s.fail(w, "callback", err)
 		return
 	}
+	s.completed(name)
 	if s.Connected != nil {
 		s.Connected(r.Context(), st.Subject, name)
 	}

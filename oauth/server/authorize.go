@@ -273,6 +273,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 	switch r.PostForm.Get("decision") {
 	case "approve":
 	case "deny":
+		s.opts.Observer.Authorization("denied")
 		s.redirectError(w, r, a, "access_denied", "the person denied the request")
 		return
 	default:
@@ -292,5 +293,6 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 	}
 	s.opts.Logger.Info("oauth: authorization approved", "client_id", a.client.ID, "subject", sess.Subject,
 		"scopes", a.scopes)
+	s.opts.Observer.Authorization("approved")
 	s.redirectResponse(w, r, a, url.Values{"code": {code}})
 }

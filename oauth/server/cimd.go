@@ -159,6 +159,7 @@ func (s *Server) loadMetadataClient(r *http.Request, id string) (*client, error)
 	// Every miss makes this server send a request a stranger chose: it
 	// costs as much as a registration, from the same per-address budget.
 	if !s.registerLimit.allow(remoteIP(r)) {
+		s.opts.Observer.MetadataFetch("rate_limited")
 		return nil, &metadataError{status: http.StatusTooManyRequests,
 			msg: "the client's metadata document at " + id + " was not fetched: too many documents were fetched for your address lately; try again later"}
 	}
@@ -186,21 +187,26 @@ func (s *Server) refreshMetadata(ctx context.Context, id string) (*client, error
 	}
 	body, ttl, err := s.fetchMetadata(ctx, id)
 	if err != nil {
+		s.opts.Observer.MetadataFetch("unfetchable")
 		return nil, err
 	}
 	meta, err := s.checkMetadataDocument(id, body)
 	if err != nil {
+		s.opts.Observer.MetadataFetch("unacceptable")
 		return nil, err
 	}
 	stored, err := json.Marshal(meta)
 	if err != nil {
+		s.opts.Observer.MetadataFetch("error")
 		return nil, err
 	}
 	now := s.now()
 	c := store.Client{ID: id, Metadata: stored, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := s.store.PutClient(ctx, c); err != nil {
+		s.opts.Observer.MetadataFetch("error")
 		return nil, err
 	}
+	s.opts.Observer.MetadataFetch("ok")
 	s.opts.Logger.Info("oauth: client metadata document fetched", "client_id", id,
 		"client_name", meta.ClientName, "redirect_uris", meta.RedirectURIs, "cached_for", ttl)
 	return &client{Client: c, meta: meta}, nil

@@ -352,19 +352,23 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := q.Get("state")
 	if state == "" {
+		s.opts.Observer.Signin("oidc", "invalid")
 		s.message(w, http.StatusBadRequest, "This sign-in answer is incomplete", again)
 		return
 	}
 	st, err := s.store.TakeConnectState(r.Context(), hash(state), s.now())
 	if errors.Is(err, store.ErrNotFound) {
+		s.opts.Observer.Signin("oidc", "invalid")
 		s.message(w, http.StatusBadRequest, "This sign-in was already completed or has expired", again)
 		return
 	}
 	if err != nil {
+		s.opts.Observer.Signin("oidc", "error")
 		s.pageError(w, "OIDC callback", err)
 		return
 	}
 	if st.Provider != signinFlowProvider {
+		s.opts.Observer.Signin("oidc", "invalid")
 		s.message(w, http.StatusBadRequest, "This is not a sign-in to alterhost", again)
 		return
 	}
@@ -373,6 +377,7 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	// sign-in and have the victim act, unknowingly, as the attacker.
 	cookie, err := r.Cookie(s.flowCookieName(state))
 	if err != nil || subtle.ConstantTimeCompare(hash(cookie.Value), st.BrowserHash) != 1 {
+		s.opts.Observer.Signin("oidc", "wrong_browser")
 		s.message(w, http.StatusForbidden, "This sign-in was started in another browser",
 			"Sign in from the browser you started in. "+again)
 		return
@@ -388,6 +393,7 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if e := q.Get("error"); e != "" {
+		s.opts.Observer.Signin("oidc", "denied")
 		s.message(w, http.StatusForbidden, "You were not signed in",
 			"The sign-in service answered: "+truncate(e, 100)+". "+again)
 		return
@@ -395,6 +401,7 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	cfg, verifier, err := s.oidc.discover(r.Context())
 	if err != nil {
 		s.opts.Logger.Warn("oauth: the OIDC provider cannot be reached", "error", err)
+		s.opts.Observer.Signin("oidc", "provider_error")
 		s.message(w, http.StatusBadGateway, "The sign-in service cannot be reached", again)
 		return
 	}
@@ -402,12 +409,14 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	tok, err := cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(st.Verifier))
 	if err != nil {
 		s.opts.Logger.Warn("oauth: OIDC code exchange failed", "issuer", s.oidc.cfg.Issuer, "error", err)
+		s.opts.Observer.Signin("oidc", "provider_error")
 		s.message(w, http.StatusBadGateway, "The sign-in service did not accept the sign-in", again)
 		return
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
 		s.opts.Logger.Warn("oauth: the OIDC token response has no id_token", "issuer", s.oidc.cfg.Issuer)
+		s.opts.Observer.Signin("oidc", "provider_error")
 		s.message(w, http.StatusBadGateway, "The sign-in service did not say who you are", again)
 		return
 	}
@@ -421,6 +430,7 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.opts.Logger.Warn("oauth: OIDC ID token refused", "issuer", s.oidc.cfg.Issuer, "error", err)
+		s.opts.Observer.Signin("oidc", "refused")
 		s.message(w, http.StatusForbidden, "alterhost could not verify who you are",
 			"The sign-in service's answer did not pass alterhost's checks. "+again)
 		return
@@ -428,6 +438,7 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	if !s.oidc.admits(p) {
 		s.opts.Logger.Info("oauth: OIDC sign-in refused: not admitted", "subject", p.Subject, "email", p.Email,
 			"email_verified", p.EmailVerified)
+		s.opts.Observer.Signin("oidc", "not_admitted")
 		s.render(w, http.StatusForbidden, "", "refused", refusedPage{Title: "This alterhost does not admit you",
 			Issuer: s.oidc.cfg.Issuer, Subject: p.Subject, Email: p.Email,
 			Unverified: p.Email != "" && !p.EmailVerified})
@@ -439,12 +450,14 @@ func (s *Server) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		name = p.Email
 	}
 	if err := s.startSession(w, r, p.Subject, name); err != nil {
+		s.opts.Observer.Signin("oidc", "error")
 		s.pageError(w, "OIDC sign-in", err)
 		return
 	}
 	// The subject is who the person is to alterhost; the e-mail, only
 	// beside it, so an operator can tell who that is.
 	s.opts.Logger.Info("oauth: signed in", "subject", p.Subject, "email", p.Email, "via", "oidc")
+	s.opts.Observer.Signin("oidc", "ok")
 	s.signedIn(w, r, next)
 }
 

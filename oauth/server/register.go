@@ -68,7 +68,11 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, oauthError{"invalid_request", "use POST"})
 		return
 	}
+	// Every refusal below is invalid_client_metadata unless it says otherwise.
+	outcome := "invalid_client_metadata"
+	defer func() { s.opts.Observer.Registration(outcome) }()
 	if !s.registerLimit.allow(remoteIP(r)) {
+		outcome = "rate_limited"
 		w.Header().Set("Retry-After", "60")
 		writeJSON(w, http.StatusTooManyRequests, oauthError{"invalid_request", "too many registrations from this address; try again later"})
 		return
@@ -99,6 +103,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	if err := s.validateMetadata(&meta); err != nil {
 		var re *regError
 		if errors.As(err, &re) {
+			outcome = re.code
 			writeJSON(w, http.StatusBadRequest, oauthError{re.code, re.desc})
 			return
 		}
@@ -107,6 +112,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	}
 	stored, err := json.Marshal(meta)
 	if err != nil {
+		outcome = "server_error"
 		s.serverError(w, "register", err)
 		return
 	}
@@ -120,9 +126,11 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		resp.ClientSecret, resp.ClientSecretExpiresAt = secret, &never
 	}
 	if err := s.store.PutClient(r.Context(), c); err != nil {
+		outcome = "server_error"
 		s.serverError(w, "register", err)
 		return
 	}
+	outcome = "ok"
 	s.opts.Logger.Info("oauth: client registered", "client_id", c.ID, "client_name", meta.ClientName,
 		"redirect_uris", meta.RedirectURIs, "auth_method", meta.TokenEndpointAuthMethod)
 	writeJSON(w, http.StatusCreated, resp)

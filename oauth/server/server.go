@@ -90,6 +90,9 @@ type Options struct {
 	// Now is the clock; default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Observer hears of registrations, consents, tokens and sign-ins, for
+	// metrics; nil: no one.
+	Observer Observer
 }
 
 // authStore is what the server uses of Options.Store.
@@ -174,6 +177,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
 	}
 	var op *oidcSignin
 	if opts.OIDC != nil {

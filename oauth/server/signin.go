@@ -118,24 +118,29 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	}
 	l, err := s.store.TakeLink(r.Context(), hash(link), s.now())
 	if errors.Is(err, store.ErrNotFound) {
+		s.opts.Observer.Signin("link", "link_invalid")
 		s.message(w, http.StatusGone, "This sign-in link was already used or has expired", again)
 		return
 	}
 	if err != nil {
+		s.opts.Observer.Signin("link", "error")
 		s.pageError(w, "signin", err)
 		return
 	}
 	// A Connect link is a single-use URL too, and tool results hand them out
 	// to whoever reads them; it must never sign anyone in.
 	if l.Provider != "" {
+		s.opts.Observer.Signin("link", "wrong_link")
 		s.message(w, http.StatusBadRequest, "This is a Connect link, not a sign-in link", again)
 		return
 	}
 	if err := s.startSession(w, r, l.Subject, ""); err != nil {
+		s.opts.Observer.Signin("link", "error")
 		s.pageError(w, "signin", err)
 		return
 	}
 	s.opts.Logger.Info("oauth: signed in", "subject", l.Subject)
+	s.opts.Observer.Signin("link", "ok")
 	s.signedIn(w, r, next)
 }
 

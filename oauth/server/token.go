@@ -133,6 +133,7 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*client, 
 // it has already answered.
 func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request, endpoint string) (c *client, form url.Values, ok bool) {
 	if !s.tokenIPLimit.allow(remoteIP(r)) {
+		s.observeClientRefusal(r, endpoint, "rate_limited")
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusTooManyRequests, oauthError{"invalid_request", "too many requests; slow down"})
 		return c, nil, false
@@ -142,6 +143,7 @@ func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request, endpoint 
 		c, err = s.authenticateClient(r, form)
 	}
 	if err != nil {
+		s.observeClientRefusal(r, endpoint, errorOutcome(err))
 		s.writeTokenError(w, endpoint, err)
 		return c, nil, false
 	}
@@ -155,6 +157,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.tokenLimit.allow(c.ID) {
+		s.opts.Observer.TokenRequest(grantTypeLabel(form.Get("grant_type")), "rate_limited")
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusTooManyRequests, oauthError{"invalid_request", "too many requests for this client; slow down"})
 		return
@@ -178,6 +181,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	default:
 		err = reqErr("unsupported_grant_type", "use authorization_code or refresh_token")
 	}
+	s.opts.Observer.TokenRequest(grantTypeLabel(gt), errorOutcome(err))
 	if err != nil {
 		var te *tokenError
 		if errors.As(err, &te) {
@@ -242,6 +246,7 @@ func (s *Server) redeemCode(ctx context.Context, c *client, form url.Values) (to
 		// The store revoked what the first redemption issued: whoever holds
 		// those tokens may be the thief.
 		s.opts.Logger.Warn("oauth: authorization code replayed; its tokens are revoked", "client_id", c.ID, "family", ac.FamilyID)
+		s.opts.Observer.TokenReuse("authorization_code")
 		return tokenResponse{}, grantErr("the code was already used")
 	case errors.Is(err, store.ErrNotFound):
 		return tokenResponse{}, grantErr("unknown or expired code")
@@ -320,6 +325,7 @@ func (s *Server) refresh(ctx context.Context, c *client, form url.Values) (token
 	switch {
 	case errors.Is(err, store.ErrReused):
 		s.opts.Logger.Warn("oauth: refresh token reused after rotation; its family is revoked", "client_id", c.ID, "family", old.FamilyID)
+		s.opts.Observer.TokenReuse("refresh_token")
 		return tokenResponse{}, grantErr("the refresh token was already used")
 	case errors.Is(err, store.ErrNotFound):
 		return tokenResponse{}, grantErr("unknown, expired or revoked refresh token")
@@ -340,27 +346,33 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	raw := form.Get("token")
 	if raw == "" {
+		s.opts.Observer.Revocation("invalid_request")
 		writeJSON(w, http.StatusBadRequest, oauthError{"invalid_request", "token is required"})
 		return
 	}
+	outcome := "ignored"
 	if strings.HasPrefix(raw, accessPrefix) || strings.HasPrefix(raw, refreshPrefix) {
 		now := s.now()
 		t, err := s.store.GetToken(r.Context(), hash(raw), now)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
+			s.opts.Observer.Revocation("server_error")
 			s.serverError(w, "revoke", err)
 			return
 		case t.ClientID == c.ID:
 			if err := s.store.RevokeFamily(r.Context(), t.FamilyID, now); err != nil {
+				s.opts.Observer.Revocation("server_error")
 				s.serverError(w, "revoke", err)
 				return
 			}
+			outcome = "revoked"
 			s.opts.Logger.Info("oauth: tokens revoked", "client_id", c.ID, "family", t.FamilyID)
 		default:
 			s.opts.Logger.Warn("oauth: a client tried to revoke another client's token", "client_id", c.ID)
 		}
 	}
+	s.opts.Observer.Revocation(outcome)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }
