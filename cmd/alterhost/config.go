@@ -182,9 +182,15 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string, layers *configLayers
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {
-			if secretEnv(env) {
+			switch k := kindOf(f); {
+			case k == kindBool:
+				problems = append(problems, fmt.Sprintf("$%s: --%s: want true or false, got %q", env, f.Name, v))
+			case k == kindDuration:
+				problems = append(problems, fmt.Sprintf(`$%s: --%s: want a duration such as "1h" or "90s", got %q`, env, f.Name, v))
+			case (k == kindString || k == kindOther) && secretEnv(env):
+				// The message of a failed Set may repeat the value.
 				problems = append(problems, fmt.Sprintf("$%s: not a valid value for --%s", env, f.Name))
-			} else {
+			default:
 				problems = append(problems, fmt.Sprintf("$%s: --%s: %v", env, f.Name, err))
 			}
 			return
@@ -481,11 +487,22 @@ func secretEnv(name string) bool {
 	return slices.ContainsFunc(secretWords, func(w string) bool { return strings.Contains(n, w) })
 }
 
-// nearest returns the candidate closest to s by edit distance.
+// nearest returns the candidate closest to s: among those holding every
+// word of s ("oidc-domains" in "oidc-allowed-domains") if any, by edit
+// distance.
 func nearest(s string, candidates []string) string {
+	s = strings.ToLower(strings.ReplaceAll(s, "_", "-"))
+	words := strings.FieldsFunc(s, func(r rune) bool { return r == '-' || r == '.' })
+	holdsAll := func(c string) bool {
+		return len(words) > 1 && !slices.ContainsFunc(words, func(w string) bool { return !strings.Contains(c, w) })
+	}
+	pool := slices.DeleteFunc(slices.Clone(candidates), func(c string) bool { return !holdsAll(c) })
+	if len(pool) == 0 {
+		pool = candidates
+	}
 	best, bestD := "", -1
-	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), c); bestD < 0 || d < bestD {
+	for _, c := range pool {
+		if d := editDistance(s, c); bestD < 0 || d < bestD {
 			best, bestD = c, d
 		}
 	}
