@@ -59,8 +59,9 @@ const (
 // origin is where a setting's value came from: Where is "FILE:LINE",
 // "$NAME" or "command line".
 type origin struct {
-	Source configSource
-	Where  string
+	Source  configSource
+	Where   string
+	Invalid bool // the layer's value did not parse; the one below stands
 }
 
 // configLayers records what applyConfig did: the file it read and the
@@ -113,7 +114,7 @@ func applyConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*
 	if !fromCmdline {
 		if path = getenv(envName(configFlag)); path != "" {
 			fs.Set(configFlag, path)
-			layers.origins[configFlag] = origin{fromEnv, "$" + envName(configFlag)}
+			layers.origins[configFlag] = origin{Source: fromEnv, Where: "$" + envName(configFlag)}
 		}
 	}
 	if path != "" {
@@ -122,7 +123,7 @@ func applyConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*
 	}
 	problems = append(problems, applyEnv(fs, getenv, layers)...)
 	for name := range cmdline {
-		layers.origins[name] = origin{fromFlag, "command line"}
+		layers.origins[name] = origin{Source: fromFlag, Where: "command line"}
 	}
 	if len(problems) > 0 {
 		return layers, problems
@@ -181,7 +182,8 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string, layers *configLayers
 		if !setting(f.Name) || v == "" {
 			return
 		}
-		if err := fs.Set(f.Name, v); err != nil {
+		if err := setFlag(fs, f, v); err != nil {
+			layers.origins[f.Name] = origin{Source: fromEnv, Where: "$" + env, Invalid: true}
 			switch k := kindOf(f); {
 			case k == kindBool:
 				problems = append(problems, fmt.Sprintf("$%s: --%s: want true or false, got %q", env, f.Name, v))
@@ -195,9 +197,20 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string, layers *configLayers
 			}
 			return
 		}
-		layers.origins[f.Name] = origin{fromEnv, "$" + env}
+		layers.origins[f.Name] = origin{Source: fromEnv, Where: "$" + env}
 	})
 	return problems
+}
+
+// setFlag sets a flag, keeping its value when the text does not parse:
+// the flag package's own values are zeroed by a failed Set.
+func setFlag(fs *flag.FlagSet, f *flag.Flag, text string) error {
+	prev := f.Value.String()
+	err := fs.Set(f.Name, text)
+	if err != nil {
+		f.Value.Set(prev)
+	}
+	return err
 }
 
 // fileKey is one top-level key of the configuration file.
@@ -260,13 +273,14 @@ func applyFile(fs *flag.FlagSet, path string, layers *configLayers) configProble
 			err = fileSecretCheck(f, text)
 		}
 		if err == nil {
-			err = fs.Set(f.Name, text)
+			err = setFlag(fs, f, text)
 		}
 		if err != nil {
+			layers.origins[f.Name] = origin{Source: fromFile, Where: at, Invalid: true}
 			problems = append(problems, fmt.Sprintf("%s: %s: %v", at, k.name, err))
 			continue
 		}
-		layers.origins[f.Name] = origin{fromFile, at}
+		layers.origins[f.Name] = origin{Source: fromFile, Where: at}
 	}
 	return problems
 }
@@ -595,7 +609,11 @@ func printConfig(w io.Writer, fs *flag.FlagSet, layers *configLayers, getenv fun
 		if o.Where != "" && o.Source != fromFlag {
 			src += " " + o.Where
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, shownValue(f, o), src)
+		value := shownValue(f, o)
+		if o.Invalid {
+			value = "(invalid)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, value, src)
 	})
 	tw.Flush()
 	fmt.Fprintln(w, "\nsecrets (environment only, never shown):")

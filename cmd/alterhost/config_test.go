@@ -528,6 +528,12 @@ func TestConfigCheckListsEveryProblem(t *testing.T) {
 			if !strings.Contains(out, "SETTING") {
 				t.Errorf("no settings printed:\n%s", out)
 			}
+			if strings.Contains(tc.file, "1 hour") {
+				want := "access-token-ttl (invalid) file " + path + ":2"
+				if got := settingRow(t, out, "access-token-ttl"); got != want {
+					t.Errorf("row %q, want %q", got, want)
+				}
+			}
 		})
 	}
 }
