@@ -559,3 +559,25 @@ func TestConfigNearest(t *testing.T) {
 		t.Error("version is no action flag")
 	}
 }
+
+// TestConfigExampleFile keeps docs/alterhost.example.toml whole: every
+// setting is in it, what it sets applies cleanly, and so does every
+// commented-out example once uncommented.
+func TestConfigExampleFile(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/alterhost.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testServeFlags().VisitAll(func(f *flag.Flag) {
+		if setting(f.Name) && !regexp.MustCompile(`(?m)^(# )?`+regexp.QuoteMeta(f.Name)+` = `).Match(raw) {
+			t.Errorf("docs/alterhost.example.toml lacks %s", f.Name)
+		}
+	})
+	uncommented := regexp.MustCompile(`(?m)^# ([a-z-]+ = )`).ReplaceAll(raw, []byte("$1"))
+	for name, content := range map[string][]byte{"as shipped": raw, "uncommented": uncommented} {
+		path := writeFile(t, t.TempDir(), "example.toml", string(content))
+		if _, err := applyConfig(testServeFlags(), []string{"--config", path}, envFunc(nil)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
