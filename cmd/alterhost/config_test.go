@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -578,6 +580,82 @@ func TestConfigExampleFile(t *testing.T) {
 		path := writeFile(t, t.TempDir(), "example.toml", string(content))
 		if _, err := applyConfig(testServeFlags(), []string{"--config", path}, envFunc(nil)); err != nil {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+var (
+	configBinOnce sync.Once
+	configBin     string
+	configBinErr  error
+)
+
+// alterhostBinary builds the command alone (not the example plugins, as
+// build does), once.
+func alterhostBinary(t *testing.T) string {
+	t.Helper()
+	configBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "alterhost-config-")
+		if err != nil {
+			configBinErr = err
+			return
+		}
+		configBin = filepath.Join(dir, "alterhost")
+		if out, err := exec.Command("go", "build", "-o", configBin, ".").CombinedOutput(); err != nil {
+			configBinErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if configBinErr != nil {
+		t.Fatal(configBinErr)
+	}
+	return configBin
+}
+
+// TestConfigBinary runs the real command: serve refuses a bad file before
+// starting, and config check prints sources without secrets.
+func TestConfigBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := alterhostBinary(t)
+	if out, _ := exec.Command(bin, "config", "check", "-h").CombinedOutput(); !strings.Contains(string(out), "usage: alterhost config check") {
+		t.Skip("main.go does not dispatch `alterhost config check` yet")
+	}
+	dir := t.TempDir()
+	plugins := pluginsDir(t)
+	good := writeFile(t, dir, "good.toml", fmt.Sprintf("plugins = %q\ndata-dir = %q\nno-auth = true\n", plugins, dir))
+	bad := writeFile(t, dir, "bad.toml", fmt.Sprintf("plugins = %q\nbase_url = \"https://x\"\nclient-secret = \"hunter2\"\n", plugins))
+	env := append(os.Environ(), "ALTERHOST_OIDC_CLIENT_SECRET=hunter4",
+		"ALTERHOST_DATABASE_URL=postgres://alter:hunter5@db.example/alterhost")
+
+	run := func(args ...string) (string, int) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	out, code := run("config", "check", "--config", good, "--log-level", "warn")
+	if code != 0 {
+		t.Fatalf("config check: exit %d\n%s", code, out)
+	}
+	for _, w := range []string{"no-auth", "file " + good + ":3", "warn", "flag", "postgres://alter:xxxxx@db.example/alterhost", "configuration OK"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("config check output lacks %q:\n%s", w, out)
+		}
+	}
+	out, code = run("config", "check", "--config", bad)
+	if code == 0 || !strings.Contains(out, "bad.toml:2: unknown key \"base_url\" (did you mean base-url?)") ||
+		!strings.Contains(out, "bad.toml:3: client-secret: secrets are never read") {
+		t.Errorf("config check of a bad file: exit %d\n%s", code, out)
+	}
+	// serve stops at the file, before it starts anything.
+	out, code = run("--config", bad)
+	if code != 1 || !strings.Contains(out, "did you mean base-url?") {
+		t.Errorf("serve with a bad file: exit %d\n%s", code, out)
+	}
+	for _, secret := range []string{"hunter2", "hunter4", "hunter5"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("output shows %q", secret)
 		}
 	}
 }
