@@ -92,7 +92,7 @@ func (s *Server) Update(cat *plugin.Catalog) {
 	}
 	for _, b := range cat.Tools {
 		if prev[b.Tool.Name] != b {
-			s.mcp.AddTool(toolOf(b.Tool), s.handler(b.Tool.Name))
+			s.mcp.AddTool(toolOf(b.Tool), observed(b.Plugin.ToolMetrics(b.Tool.Name), s.handler(b.Tool.Name)))
 		}
 	}
 }

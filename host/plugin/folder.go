@@ -120,6 +120,7 @@ func (f *Folder) Reload(ctx context.Context) (changed bool, errs []error) {
 			if err == nil {
 				p, err = f.host.Load(ctx, spec)
 			}
+			f.host.Metrics.PluginLoaded(err == nil)
 			switch {
 			case err == nil:
 				cur = fileState{stamp: st, plugin: p}
@@ -168,6 +169,7 @@ func (f *Folder) Reload(ctx context.Context) (changed bool, errs []error) {
 	changed = !sameCatalog(old, cat)
 	f.files = next
 	f.cat.Store(cat)
+	f.host.Metrics.SetLoaded(len(cat.Plugins), len(cat.Tools))
 	for _, p := range retire {
 		f.retire(p)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/alterhost/alterhost/abi"
 	"github.com/alterhost/alterhost/host/engine"
+	"github.com/alterhost/alterhost/host/metrics"
 )
 
 // Source is where a plugin's manifest came from.
@@ -180,6 +181,8 @@ type Host struct {
 	Outbound Outbound
 	// Logger receives load and call events; nil discards them.
 	Logger *slog.Logger
+	// Metrics records loads, pools, calls and alter_requests; nil: none.
+	Metrics *metrics.Metrics
 }
 
 func (h *Host) logger() *slog.Logger {

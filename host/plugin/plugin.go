@@ -10,6 +10,7 @@ import (
 
 	"github.com/alterhost/alterhost/abi"
 	"github.com/alterhost/alterhost/host/engine"
+	"github.com/alterhost/alterhost/host/metrics"
 	"github.com/alterhost/alterhost/vault/egress"
 )
 
@@ -29,6 +30,10 @@ type Plugin struct {
 	pool     *pool
 	outbound Outbound
 	logger   *slog.Logger
+	// metrics and its tools' series (by tool name) are nil without
+	// Host.Metrics.
+	metrics *metrics.Plugin
+	tools   map[string]*metrics.Tool
 }
 
 // Load compiles spec and warms one instance, which proves the module links
@@ -43,7 +48,15 @@ func (h *Host) Load(ctx context.Context, spec *Spec) (*Plugin, error) {
 		File: spec.File, Source: spec.Source, Manifest: spec.Manifest,
 		outbound: h.Outbound,
 		logger:   h.logger().With("plugin", spec.Manifest.Name),
+		metrics:  h.Metrics.Plugin(spec.Manifest.Name),
 	}
+	if p.metrics != nil {
+		p.tools = make(map[string]*metrics.Tool, len(spec.Manifest.Tools))
+		for _, t := range spec.Manifest.Tools {
+			p.tools[t.Name] = p.metrics.Tool(t.Name, t.Provider)
+		}
+	}
+	start := time.Now()
 	mod, err := h.Engine.Compile(ctx, spec.Wasm, engine.Config{
 		MemoryPages:    lim.MemoryPages(),
 		Timeout:        lim.Timeout(),
@@ -55,16 +68,24 @@ func (h *Host) Load(ctx context.Context, spec *Spec) (*Plugin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.File, err)
 	}
+	p.metrics.Compiled(time.Since(start))
 	p.module = mod
 	p.pool = newPool(mod, int(lim.MaxInstances), lim.QueueTimeout())
+	p.pool.metrics = p.metrics
+	start = time.Now()
 	inst, err := mod.Instantiate(ctx)
 	if err != nil {
 		mod.Close(ctx)
 		return nil, fmt.Errorf("%s: %w", spec.File, err)
 	}
+	p.metrics.Instantiated(time.Since(start), false)
 	p.pool.put(ctx, inst, true, false)
 	return p, nil
 }
+
+// ToolMetrics returns the series of the plugin's tool name, or nil
+// without metrics.
+func (p *Plugin) ToolMetrics(name string) *metrics.Tool { return p.tools[name] }
 
 // Instantiations counts the instances created for calls since load; a
 // warm pool serving healthy calls leaves it unchanged.
@@ -122,7 +143,7 @@ func (p *Plugin) Call(ctx context.Context, tool *abi.Tool, args json.RawMessage)
 	if err != nil {
 		return nil, &Failure{Kind: "busy", Message: err.Error()}
 	}
-	state := &callState{tool: tool}
+	state := &callState{tool: tool, metrics: p.tools[tool.Name]}
 	start := time.Now()
 	out, err := inst.Call(context.WithValue(ctx, callKey{}, state), tool.Export, args)
 	p.pool.put(ctx, inst, err == nil, true)
@@ -146,6 +167,7 @@ type callKey struct{}
 type callState struct {
 	tool       *abi.Tool
 	requestErr *abi.Error
+	metrics    *metrics.Tool
 }
 
 // requestOverhead allows for the URL, headers and JSON framing around a
@@ -171,14 +193,17 @@ func (p *Plugin) serveRequest(ctx context.Context, raw []byte) []byte {
 	} else if req, aerr = abi.ParseRequest(raw, maxBody); aerr == nil {
 		resp, aerr = p.outbound.Do(ctx, egress.Caller{Plugin: p.Manifest, Tool: state.tool}, req)
 	}
-	attrs := []any{"tool", state.tool.Name, "duration", time.Since(start)}
+	took := time.Since(start)
+	attrs := []any{"tool", state.tool.Name, "duration", took}
 	if req != nil {
 		attrs = append(attrs, "request", req.String())
 	}
 	if aerr != nil {
 		state.requestErr = aerr
+		state.metrics.Request(0, string(aerr.Code), took)
 		p.logger.Info("alter_request refused", append(attrs, "code", aerr.Code, "error", aerr.Message)...)
 	} else {
+		state.metrics.Request(resp.Status, "", took)
 		p.logger.Info("alter_request", append(attrs, "status", resp.Status)...)
 	}
 	return encodeReply(resp, aerr)

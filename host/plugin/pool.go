@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/alterhost/alterhost/host/engine"
+	"github.com/alterhost/alterhost/host/metrics"
 )
 
 // pool bounds how many instances of one module run at once and keeps the
@@ -24,6 +25,8 @@ type pool struct {
 	stopOnce sync.Once
 	// instantiations counts instances made after the pool was warmed.
 	instantiations atomic.Int64
+	// metrics is the plugin's series, or nil.
+	metrics *metrics.Plugin
 }
 
 func newPool(m engine.Module, size int, wait time.Duration) *pool {
@@ -39,11 +42,14 @@ func newPool(m engine.Module, size int, wait time.Duration) *pool {
 // get takes a slot, waiting at most the pool's queue timeout, then an idle
 // instance or, failing that, a new one.
 func (p *pool) get(ctx context.Context) (engine.Instance, error) {
+	start := time.Now()
 	timer := time.NewTimer(p.wait)
 	defer timer.Stop()
 	select {
 	case p.slots <- struct{}{}:
+		p.metrics.Waited(time.Since(start))
 	case <-timer.C:
+		p.metrics.Waited(time.Since(start))
 		return nil, fmt.Errorf("all %d instances of this plugin stayed busy for %s; try again", cap(p.slots), p.wait)
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -60,15 +66,20 @@ func (p *pool) get(ctx context.Context) (engine.Instance, error) {
 	}
 	select {
 	case inst := <-p.idle:
+		p.metrics.AddIdle(-1)
+		p.metrics.AddInUse(1)
 		return inst, nil
 	default:
 	}
 	p.instantiations.Add(1)
+	start = time.Now()
 	inst, err := p.module.Instantiate(ctx)
 	if err != nil {
 		<-p.slots
 		return nil, err
 	}
+	p.metrics.Instantiated(time.Since(start), true)
+	p.metrics.AddInUse(1)
 	return inst, nil
 }
 
@@ -76,6 +87,12 @@ func (p *pool) get(ctx context.Context) (engine.Instance, error) {
 // other is closed, as its state can no longer be trusted. acquired says the
 // caller holds a slot from get (false when warming the pool).
 func (p *pool) put(ctx context.Context, inst engine.Instance, healthy, acquired bool) {
+	if acquired {
+		p.metrics.AddInUse(-1)
+	}
+	if !healthy {
+		p.metrics.Discarded()
+	}
 	select {
 	case <-p.stopped:
 		healthy = false
@@ -84,6 +101,7 @@ func (p *pool) put(ctx context.Context, inst engine.Instance, healthy, acquired 
 	if healthy {
 		select {
 		case p.idle <- inst:
+			p.metrics.AddIdle(1)
 		default:
 			inst.Close(ctx)
 		}
@@ -119,6 +137,7 @@ func (p *pool) closeIdle(ctx context.Context) {
 	for {
 		select {
 		case inst := <-p.idle:
+			p.metrics.AddIdle(-1)
 			inst.Close(ctx)
 		default:
 			return
