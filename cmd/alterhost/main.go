@@ -43,6 +43,7 @@ Usage:
   alterhost providers [--providers FILE] [--json]
   alterhost vault rotate-key
   alterhost signin-link [--base-url URL]
+  alterhost config check [--config FILE] [flags...]
 
 Serving:
   With --stdio, alterhost speaks MCP on standard input and output, as a
@@ -101,6 +102,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case len(args) >= 1 && args[0] == "vault":
 		fmt.Fprintln(stderr, "usage: alterhost vault rotate-key [--data-dir DIR] [--database-url URL]")
 		return 2
+	case len(args) >= 2 && args[0] == "config" && args[1] == "check":
+		err = serveOrCheck(args[2:], stdout, stderr, true)
+	case len(args) >= 1 && args[0] == "config":
+		fmt.Fprintln(stderr, "usage: alterhost config check [--config FILE] [flags...]")
+		return 2
 	default:
 		err = serve(args, stdout, stderr)
 	}
@@ -115,6 +121,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func serve(args []string, stdout, stderr io.Writer) error {
+	return serveOrCheck(args, stdout, stderr, false)
+}
+
+// serveOrCheck serves, or with check only checks the configuration, so
+// both read one flag set.
+func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 	fs := flag.NewFlagSet("alterhost", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	plugins := fs.String("plugins", "", "`DIR` of *.wasm plugins to serve (required)")
@@ -140,6 +152,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
+	}
+	if check {
+		return runConfigCheck(args, fs, os.Getenv, stdout, stderr)
+	}
+	if _, err := applyConfig(fs, args, os.Getenv); err != nil {
+		return err
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
