@@ -22,7 +22,9 @@ type events struct {
 
 func (e *events) add(s string) { e.mu.Lock(); e.seen = append(e.seen, s); e.mu.Unlock() }
 
-func (e *events) CredentialLookup(provider, outcome string) { e.add("lookup " + provider + " " + outcome) }
+func (e *events) CredentialLookup(provider, outcome string) {
+	e.add("lookup " + provider + " " + outcome)
+}
 func (e *events) Refresh(provider, outcome string, took time.Duration) {
 	if took <= 0 {
 		e.add("refresh without a duration")
