@@ -26,6 +26,7 @@ import (
 
 	"github.com/alterhost/alterhost/host/engine"
 	"github.com/alterhost/alterhost/host/mcpserver"
+	"github.com/alterhost/alterhost/host/metrics"
 	"github.com/alterhost/alterhost/host/plugin"
 	"github.com/alterhost/alterhost/oauth/connect"
 	"github.com/alterhost/alterhost/oauth/jwtverify"
@@ -80,6 +81,9 @@ type Config struct {
 	// that Connect pages know the browser's person by the subject its
 	// tokens carry.
 	OIDC *server.OIDCConfig
+	// Metrics, if set, records what the server does; its Handler is served
+	// apart from MCP. Nil: nothing is recorded.
+	Metrics *metrics.Metrics
 	// Stateless serves every MCP protocol revision without sessions, so any
 	// instance behind a balancer can answer any request. Clients before
 	// 2026-07-28 then get no server-to-client messages: no list_changed, no
@@ -197,9 +201,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		wrap = s.Sandbox.Wrap
 	}
 	s.Vault = vault.New(s.store, keys, providers, logger)
+	s.Vault.Observer = cfg.Metrics.Vault()
 	s.auditor = vault.NewAuditor(s.store, logger)
+	cfg.Metrics.ObserveAuditor(s.auditor)
 	s.connect = &connect.Service{Store: s.store, Vault: s.Vault, Providers: providers, BaseURL: base,
-		Subject: s.httpSubject, SigninURL: s.signinURL, Logger: logger}
+		Observer: cfg.Metrics.Connect(),
+		Subject:  s.httpSubject, SigninURL: s.signinURL, Logger: logger}
 	s.Vault.Linker = s.connect
 
 	cacheDir := ""
@@ -211,7 +218,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	out := egress.New(egress.Options{Providers: providers, Credentials: s.Vault, Audit: s.auditor,
 		AllowPrivate: cfg.AllowPrivateEgress, Transport: wrap})
-	h := &plugin.Host{Engine: s.engine, Outbound: out, Logger: logger}
+	h := &plugin.Host{Engine: s.engine, Outbound: out, Logger: logger, Metrics: cfg.Metrics}
 	s.Plugins = h.OpenFolder(cfg.PluginsDir)
 	_, errs := s.Plugins.Reload(ctx)
 	cat := s.Plugins.Catalog()
@@ -240,12 +247,14 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		s.verify = s.Trust.Verify
 		if cfg.OIDC != nil {
-			if s.Signin, err = server.New(server.Options{Store: s.store, Issuer: base, OIDC: cfg.OIDC, Logger: logger}); err != nil {
+			if s.Signin, err = server.New(server.Options{Store: s.store, Issuer: base, OIDC: cfg.OIDC, Logger: logger,
+				Observer: cfg.Metrics.OAuth()}); err != nil {
 				return nil, err
 			}
 		}
 	case cfg.Auth:
 		s.Auth, err = server.New(server.Options{Store: s.store, Issuer: base, Owner: LocalOwner, OIDC: cfg.OIDC,
+			Observer:  cfg.Metrics.OAuth(),
 			Providers: func() []server.ProviderScopes { return providerScopes(s.Catalog(), providers) },
 			Connect:   s.connect.ConnectURL,
 			AccessTTL: cfg.AccessTokenTTL, Logger: logger})

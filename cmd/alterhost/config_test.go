@@ -31,6 +31,7 @@ func testServeFlags() *flag.FlagSet {
 	fs.String("providers", "", "JSON `FILE` configuring upstream OAuth providers")
 	fs.Bool("dev", false, "add the sandbox provider")
 	fs.Bool("allow-private-egress", false, "let plugins reach private addresses")
+	fs.String("metrics-addr", "127.0.0.1:9464", "`HOST:PORT` for /metrics")
 	fs.Bool("stateless", false, "serve without sessions")
 	fs.Bool("no-watch", false, "read the plugins folder once at start")
 	fs.Bool("stdio", false, "serve MCP on standard input and output")

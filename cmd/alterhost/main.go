@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/alterhost/alterhost/host"
+	"github.com/alterhost/alterhost/host/metrics"
 	"github.com/alterhost/alterhost/oauth/server"
 )
 
@@ -136,6 +137,7 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 	providersFile := fs.String("providers", "", "JSON `FILE` configuring upstream OAuth providers")
 	dev := fs.Bool("dev", false, "add the sandbox provider: an OAuth server and API served by alterhost itself, for trying tools offline")
 	allowPrivate := fs.Bool("allow-private-egress", false, "let plugins reach loopback, private and link-local addresses (off: refused)")
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", "`HOST:PORT` to serve Prometheus metrics at /metrics, apart from MCP (\"\": off)")
 	stateless := fs.Bool("stateless", false, "serve every MCP protocol revision without sessions, so instances behind a balancer need no sticky sessions (2026-07-28 clients always are)")
 	noWatch := fs.Bool("no-watch", false, "read the plugins folder once at start (default: load, swap or drop plugins as their files change)")
 	stdio := fs.Bool("stdio", false, "serve MCP on standard input and output instead of HTTP")
@@ -227,17 +229,39 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 		}
 		base = "http://" + bound
 	}
+	// Metrics are for operators, on their own address; one that is taken
+	// (a second instance on this machine) costs the metrics, not the server.
+	var m *metrics.Metrics
+	var mln net.Listener
+	if *metricsAddr != "" {
+		if mln, err = net.Listen("tcp", *metricsAddr); err != nil {
+			logger.Warn("metrics not served: the address is taken", "addr", *metricsAddr, "error", err)
+		} else {
+			m = metrics.New()
+		}
+	}
 	srv, err := host.New(ctx, host.Config{PluginsDir: *plugins, DataDir: *sf.dataDir, DatabaseURL: *sf.databaseURL,
 		ProvidersFile: *providersFile, BaseURL: base, Dev: *dev, AllowPrivateEgress: *allowPrivate,
 		Auth: authMode, AccessTokenTTL: *accessTTL, TrustIssuer: *trustIssuer, TrustJWKS: *trustJWKS,
-		OIDC: oidc, NoWatch: *noWatch, Stateless: *stateless, Version: version, Logger: logger})
+		OIDC: oidc, NoWatch: *noWatch, Stateless: *stateless, Metrics: m, Version: version, Logger: logger})
 	if err != nil {
 		if ln != nil {
 			ln.Close()
 		}
+		if mln != nil {
+			mln.Close()
+		}
 		return err
 	}
 	defer srv.Close(context.Background())
+	if mln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.Handler())
+		ms := newHTTPServer(mux, logger)
+		go ms.Serve(mln)
+		defer ms.Close()
+		logger.Info("metrics", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
 
 	if *stdio {
 		if ln != nil {
