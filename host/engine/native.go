@@ -84,23 +84,21 @@ func (e *nativeEngine) Compile(ctx context.Context, wasm []byte, cfg Config) (Mo
 	if logger.Enabled(ctx, slog.LevelDebug) {
 		m.minLog = logDebug
 	}
-	rc := wazero.NewRuntimeConfig().
-		WithCompilationCache(e.cache).
-		// Compiles the checks that let a timeout stop a looping guest.
-		WithCloseOnContextDone(true).
-		WithMemoryLimitPages(cfg.MemoryPages)
-	m.rt = wazero.NewRuntimeWithConfig(ctx, rc)
-	if err := m.link(ctx); err != nil {
-		m.rt.Close(ctx)
-		return nil, err
+	// The instrumented module first (see native_interrupt.go); if it
+	// cannot be made or compiled, the module as given, stopped by wazero.
+	if instrumented, err := instrument(wasm); err == nil {
+		if compiled, err := m.compile(ctx, e.cache, instrumented, false); err == nil {
+			m.compiled, m.interruptible = compiled, true
+		}
 	}
-	compiled, err := m.rt.CompileModule(ctx, wasm)
-	if err != nil {
-		m.rt.Close(ctx)
-		return nil, fmt.Errorf("compile: %w", err)
+	if m.compiled == nil {
+		compiled, err := m.compile(ctx, e.cache, wasm, true)
+		if err != nil {
+			return nil, err
+		}
+		m.compiled = compiled
 	}
-	m.compiled = compiled
-	m.exports = compiled.ExportedFunctions()
+	m.exports = m.compiled.ExportedFunctions()
 	m.init = guestInit(m.exports)
 	m.mc = wazero.NewModuleConfig().
 		// Anonymous, so one runtime holds any number of instances.
@@ -112,6 +110,26 @@ func (e *nativeEngine) Compile(ctx context.Context, wasm []byte, cfg Config) (Mo
 		WithSysNanosleep().
 		WithRandSource(rand.Reader)
 	return m, nil
+}
+
+// compile makes the module's runtime, links the host modules and compiles
+// wasm; closeOnDone compiles wazero's own termination checks in.
+func (m *nativeModule) compile(ctx context.Context, cache wazero.CompilationCache, wasm []byte, closeOnDone bool) (wazero.CompiledModule, error) {
+	rc := wazero.NewRuntimeConfig().
+		WithCompilationCache(cache).
+		WithCloseOnContextDone(closeOnDone).
+		WithMemoryLimitPages(m.cfg.MemoryPages)
+	m.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	if err := m.link(ctx); err != nil {
+		m.rt.Close(ctx)
+		return nil, err
+	}
+	compiled, err := m.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		m.rt.Close(ctx)
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	return compiled, nil
 }
 
 // guestInit picks the function that starts a guest's language runtime, as
@@ -145,6 +163,8 @@ type nativeModule struct {
 	exports  map[string]api.FunctionDefinition
 	init     []string
 	mc       wazero.ModuleConfig
+	// interruptible: the guest was instrumented with the interrupt flag.
+	interruptible bool
 }
 
 func (m *nativeModule) Close(ctx context.Context) error { return m.rt.Close(ctx) }
@@ -157,6 +177,14 @@ func (m *nativeModule) Instantiate(ctx context.Context) (Instance, error) {
 	i := &nativeInstance{m: m, guest: guest, fns: make(map[string]api.Function, 4)}
 	i.k.limit = uint64(m.cfg.MemoryPages) * 65536
 	i.cc = newCallCtx(i)
+	if m.interruptible {
+		flag, ok := guest.ExportedGlobal(interruptExport).(api.MutableGlobal)
+		if !ok {
+			guest.Close(ctx)
+			return nil, errors.New("instantiate: the interrupt flag is missing")
+		}
+		i.cc.flag = flag
+	}
 	for _, name := range m.init {
 		if err := i.start(ctx, name); err != nil {
 			i.Close(ctx)
@@ -297,6 +325,10 @@ func (i *nativeInstance) failure(err, ctxErr error) *CallError {
 		return canceled
 	case i.trap != nil:
 		return &CallError{Failure: Trap, Err: err, Message: i.trap.Error()}
+	case i.m.interruptible && errors.Is(ctxErr, context.DeadlineExceeded):
+		return timeout // the flag stopped the guest
+	case i.m.interruptible && ctxErr != nil:
+		return canceled
 	case err != nil:
 		return &CallError{Failure: Trap, Err: err, Message: trapMessage(err)}
 	case errors.Is(ctxErr, context.DeadlineExceeded):
@@ -328,6 +360,7 @@ var _ Inspector = (*nativeInstance)(nil)
 // keeps that safe, and wazero ignores a Done that fires after its call.
 type callCtx struct {
 	inst   *nativeInstance
+	flag   api.MutableGlobal // the interrupt flag, if the guest has one
 	timer  *time.Timer
 	expire func() // bound once: AfterFunc takes it without allocating
 
@@ -355,6 +388,9 @@ func (c *callCtx) begin(parent context.Context, timeout time.Duration) {
 		c.done, c.err = make(chan struct{}), nil // the last call's was closed
 	}
 	c.parent, c.active = parent, true
+	if c.flag != nil {
+		c.flag.Set(0)
+	}
 	c.deadline = time.Now().Add(timeout)
 	if d, ok := parent.Deadline(); ok && d.Before(c.deadline) {
 		c.deadline = d
@@ -397,6 +433,9 @@ func (c *callCtx) fire(err error) {
 	if c.active && c.err == nil && err != nil {
 		c.err = err
 		close(c.done)
+		if c.flag != nil {
+			c.flag.Set(1)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -354,5 +355,30 @@ func TestNativeConfig(t *testing.T) {
 	defer m.Close(context.Background())
 	if _, err := m.Instantiate(context.Background()); err == nil || !strings.Contains(err.Error(), "failed to initialize runtime: wasm error: unreachable") {
 		t.Errorf("Instantiate = %v", err)
+	}
+}
+
+// TestNativeSpinnersDoNotStallGo runs more spinning guests than there are
+// Ps, with the garbage collector running: each must still be stopped at its
+// deadline, so guest machine code must let Go preempt it.
+func TestNativeSpinnersDoNotStallGo(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	m := nativeModule(t, wasmtest.Guest(t, guests), diffConfig(200*time.Millisecond))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 3 {
+		inst := instantiate(t, m)
+		wg.Go(func() {
+			if _, err := inst.Call(context.Background(), "spin", nil); engine.FailureOf(err) != engine.Timeout {
+				t.Errorf("spin: %v; want a timeout", err)
+			}
+		})
+	}
+	for range 5 {
+		runtime.GC()
+	}
+	wg.Wait()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("three 200ms spinners took %s on one P", d)
 	}
 }
