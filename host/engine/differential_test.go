@@ -400,7 +400,7 @@ func TestDifferentialFixtures(t *testing.T) {
 		pl, ps := compileBoth(t, cache, wasm, diffConfig(long)), compileBoth(t, cache, wasm, diffConfig(short))
 		diff(t, ps, []diffCase{{export: "spin"}, {export: "kernel_bomb"}})
 		var cases []diffCase
-		for _, e := range []string{"echo", "hello", "fail", "trap", "recurse", "grow", "huge", "lying",
+		for _, e := range []string{"echo", "hello", "fail", "trap", "say_then_trap", "recurse", "grow", "huge", "lying",
 			"lying_offset", "request", "bad_request_offset", "missing_export"} {
 			cases = append(cases, diffCase{export: e, input: "ping"})
 		}

@@ -287,7 +287,13 @@ func (i *nativeInstance) Call(ctx context.Context, export string, input []byte) 
 		i.stack[0] = 0
 	}
 	if err != nil || ctxErr != nil {
-		return nil, i.failure(err, ctxErr)
+		ce := i.failure(err, ctxErr)
+		// As in the Extism engine: a guest may say why before it traps (a
+		// Rust panic does).
+		if said := k.bytes(k.errAddr); ce.Failure == Trap && len(said) > 0 {
+			ce.Message += " (the guest said: " + string(said) + ")"
+		}
+		return nil, ce
 	}
 	rc := uint32(0)
 	if len(def.ResultTypes()) == 1 {
