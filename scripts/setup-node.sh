@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# setup-node.sh installs what the TypeScript SDK client test needs
-# (cmd/alterhost/ts_test.go): Node.js and npm, with apt, if node is missing,
-# and e2e/ts's packages exactly as its package-lock.json pins them, if
-# e2e/ts/node_modules is missing or older than the lockfile. setup.sh runs
-# it; it is quick and quiet to re-run.
+# setup-node.sh installs what the npm-based parts need: Node.js and npm,
+# with apt, if node is missing; then, exactly as each package-lock.json
+# pins them, the packages of
+#   abi/assemblyscript  the AssemblyScript compiler (plugin builds, tests)
+#   e2e/ts              the TypeScript SDK client (cmd/alterhost/ts_test.go)
+# each only if its node_modules is missing or older than its lockfile.
+# setup.sh runs it; it is quick and quiet to re-run.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ts="$here/../e2e/ts"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 	if ! command -v apt-get >/dev/null 2>&1; then
@@ -23,13 +24,16 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 	"${sudo[@]}" apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 
-# npm ci rewrites node_modules/.package-lock.json, so its time says when
-# node_modules was last installed.
-stamp="$ts/node_modules/.package-lock.json"
-if [ ! -e "$stamp" ] || [ "$ts/package-lock.json" -nt "$stamp" ]; then
-	echo "setup-node: installing e2e/ts packages (npm ci)" >&2
-	if ! out="$(npm ci --prefix "$ts" --no-audit --no-fund --loglevel=error 2>&1)"; then
-		printf '%s\n' "$out" >&2
-		exit 1
+for dir in abi/assemblyscript e2e/ts; do
+	pkg="$root/$dir"
+	# npm ci rewrites node_modules/.package-lock.json, so its time says when
+	# node_modules was last installed.
+	stamp="$pkg/node_modules/.package-lock.json"
+	if [ ! -e "$stamp" ] || [ "$pkg/package-lock.json" -nt "$stamp" ]; then
+		echo "setup-node: installing $dir packages (npm ci)" >&2
+		if ! out="$(npm ci --prefix "$pkg" --no-audit --no-fund --loglevel=error 2>&1)"; then
+			printf '%s\n' "$out" >&2
+			exit 1
+		fi
 	fi
-fi
+done
