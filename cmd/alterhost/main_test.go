@@ -5,7 +5,6 @@ package main
 // stdio and streamable HTTP.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -16,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -206,33 +204,7 @@ func start(t *testing.T, dir string, extra ...string) (string, *exec.Cmd, *proct
 func startWith(t *testing.T, args []string) (string, *exec.Cmd, *proctest.Buffer) {
 	t.Helper()
 	bin, _ := build(t)
-	cmd := exec.Command(bin, args...)
-	logs := &proctest.Buffer{}
-	pr, pw := io.Pipe()
-	cmd.Stderr = io.MultiWriter(logs, pw)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	urlRE := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+/mcp)`)
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := urlRE.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-				break
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	select {
-	case u := <-found:
-		return u, cmd, logs
-	case <-time.After(60 * time.Second):
-		t.Fatalf("alterhost did not start:\n%s", logs.String())
-	}
-	return "", nil, nil
+	return proctest.Serve(t, bin, args...)
 }
 
 func TestHTTP(t *testing.T) {

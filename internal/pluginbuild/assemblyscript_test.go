@@ -1,7 +1,6 @@
 package pluginbuild
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -9,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +23,7 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"github.com/alterhost/alterhost/abi"
+	"github.com/alterhost/alterhost/internal/proctest"
 	"github.com/alterhost/alterhost/internal/sandboxtest"
 )
 
@@ -897,38 +896,6 @@ func TestAssemblyScriptSandboxEndToEnd(t *testing.T) {
 // serves; the process is killed when the test ends.
 func serve(t *testing.T, bin string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	var logs bytes.Buffer
-	var logsMu sync.Mutex
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); pw.Close() })
-	found := make(chan string, 1)
-	urlRE := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+/mcp)`)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			logsMu.Lock()
-			logs.WriteString(sc.Text() + "\n")
-			logsMu.Unlock()
-			if m := urlRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case u := <-found:
-		return u
-	case <-time.After(30 * time.Second):
-		logsMu.Lock()
-		defer logsMu.Unlock()
-		t.Fatalf("alterhost did not start:\n%s", logs.String())
-	}
-	return ""
+	endpoint, _, _ := proctest.Serve(t, bin, args...)
+	return endpoint
 }

@@ -7,7 +7,6 @@ package pluginbuild_test
 // non-ASCII text included.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,7 +22,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -511,32 +509,7 @@ func copyFile(t *testing.T, from, to string) {
 // and connects an MCP client.
 func startDiffServer(t *testing.T, bin string, args ...string) *diffServer {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	logs := &proctest.Buffer{}
-	pr, pw := io.Pipe()
-	cmd.Stderr = io.MultiWriter(logs, pw)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); pw.Close() })
-	urlRE := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+/mcp)`)
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := urlRE.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-				break
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	var endpoint string
-	select {
-	case endpoint = <-found:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("alterhost did not start:\n%s", logs.String())
-	}
+	endpoint, _, logs := proctest.Serve(t, bin, args...)
 	session, err := mcp.NewClient(&mcp.Implementation{Name: "differential", Version: "1"}, nil).
 		Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: endpoint}, nil)
 	if err != nil {
