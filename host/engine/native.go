@@ -18,8 +18,9 @@ import (
 // NativeOptions configure [NewNative].
 type NativeOptions struct {
 	// CacheDir holds wazero's compiled machine code across restarts. Empty
-	// keeps the cache in memory only. The Extism engine's cache folder may
-	// be shared: both compile guests with the same wazero settings.
+	// keeps the cache in memory only. The Extism engine's folder may be
+	// shared (entries are keyed by content), but the two engines compile
+	// different code for one plugin, since this one instruments it.
 	CacheDir string
 	// Logger receives guest log lines; nil discards them.
 	Logger *slog.Logger
@@ -39,10 +40,12 @@ type nativeEngine struct {
 // the Extism SDK: kernel memory lives host-side, exports are resolved once
 // per instance, and a call allocates little beyond its output.
 //
-// Two differences a caller may see: the request bytes handed to
-// Config.Request alias kernel memory and are valid only until it returns;
-// and a guest runtime's start (a Go guest's _initialize) runs in
-// Instantiate, not in the first call, so its failure is Instantiate's error.
+// Differences a caller may see: the request bytes and the context handed
+// to Config.Request are valid only until it returns (the bytes alias kernel
+// memory, the context is reused by the instance's next call); and a guest
+// runtime's start (a Go guest's _initialize) runs in Instantiate, not in
+// the first call, so its failure is Instantiate's error. Guest-visible
+// differences are listed in native_kernel.go.
 func NewNative(opts NativeOptions) (Engine, error) {
 	cache := wazero.NewCompilationCache()
 	if opts.CacheDir != "" {
