@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/alterhost/alterhost/host/engine"
+	"github.com/alterhost/alterhost/internal/pluginbuild"
 	"github.com/alterhost/alterhost/internal/wasmtest"
 )
 
@@ -575,5 +576,50 @@ func TestDifferentialReuse(t *testing.T) {
 				t.Fatalf("%s: %v: the sequence must keep its instances alive", s.export, r[0])
 			}
 		}
+	}
+}
+
+// TestDifferentialLanguages builds the sandbox example in C, Rust and
+// AssemblyScript (skipping a language whose toolchain is missing) and runs
+// its tools under both engines with the same replies.
+func TestDifferentialLanguages(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("builds plugins with their toolchains; not under -short or -race")
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := `{"status":200,"headers":{"content-type":"application/json"},"body":"{\"subject\":\"owner\",\"notes\":[{\"id\":1,\"text\":\"caf\\u00e9\"}]}"}`
+	const grantNotFound = `{"error":{"code":"grant_not_found","message":"no sandbox account is connected","connect_url":"https://alter.example/connect/x"}}`
+	const scopes = `{"error":{"code":"scope_reauth_required","message":"needs write","connect_url":"https://alter.example/c","missing_scopes":["write"]}}`
+	cache := t.TempDir()
+	for _, lang := range []pluginbuild.Lang{pluginbuild.C, pluginbuild.Rust, pluginbuild.AssemblyScript} {
+		t.Run(string(lang), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "sandbox.wasm")
+			err := pluginbuild.Run(context.Background(), pluginbuild.Build{Lang: lang,
+				Dir: filepath.Join(root, "examples", string(lang), "sandbox"), Out: out, Root: root})
+			var te *pluginbuild.ToolchainError
+			if errors.As(err, &te) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			wasm, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			diff(t, compileBoth(t, cache, wasm, diffConfig(10*time.Second)), []diffCase{
+				{export: "whoami", input: `{}`, reply: ok},
+				{export: "whoami", input: `{}`, reply: grantNotFound},
+				{export: "list_notes", input: `{}`, reply: ok},
+				{export: "add_note", input: `{"text":"hello"}`, reply: scopes},
+				{export: "add_note", input: `{"text":"h\u00e9llo"}`, reply: ok},
+				{export: "add_note", input: `{"text":7}`},
+				{export: "add_note", input: `not json`},
+				{export: "whoami", input: `{}`, reply: `not json`},
+			})
+		})
 	}
 }
