@@ -40,20 +40,22 @@ const (
 // too-narrow grant yields grant_not_found or scope_reauth_required with a
 // fresh Connect URL. Errors never contain a secret.
 func (v *Vault) Credential(ctx context.Context, subject, provider string, scopes []string) (string, *abi.Error) {
+	ctx, span := startSpan(ctx, "vault.credential")
 	token, aerr := v.credential(ctx, subject, provider, scopes)
+	outcome := LookupOK
+	switch {
+	case aerr == nil:
+	case aerr.Code == abi.CodeGrantNotFound:
+		outcome = LookupGrantNotFound
+	case aerr.Code == abi.CodeScopeReauthRequired:
+		outcome = LookupScopeReauth
+	default:
+		outcome = LookupError
+	}
 	if v.Observer != nil {
-		outcome := LookupOK
-		switch {
-		case aerr == nil:
-		case aerr.Code == abi.CodeGrantNotFound:
-			outcome = LookupGrantNotFound
-		case aerr.Code == abi.CodeScopeReauthRequired:
-			outcome = LookupScopeReauth
-		default:
-			outcome = LookupError
-		}
 		v.Observer.CredentialLookup(provider, outcome)
 	}
+	endSpan(span, provider, outcome)
 	return token, aerr
 }
 

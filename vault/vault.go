@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/alterhost/alterhost/abi"
@@ -254,12 +255,19 @@ func (v *Vault) refresh(ctx context.Context, subject, provider string, scopes []
 		g    store.Grant
 		aerr *abi.Error
 	}
-	r, _, _ := v.flight.Do(cacheKey(subject, provider), func() (any, error) {
+	ctx, span := startSpan(ctx, "vault.refresh")
+	r, _, shared := v.flight.Do(cacheKey(subject, provider), func() (any, error) {
 		g, aerr := v.refreshLocked(context.WithoutCancel(ctx), subject, provider, scopes)
 		v.forget(subject, provider)
 		return result{g, aerr}, nil
 	})
 	res := r.(result)
+	outcome := RefreshOK
+	if res.aerr != nil {
+		outcome = string(res.aerr.Code)
+	}
+	// shared: this caller waited for another's refresh instead of sending one.
+	endSpan(span, provider, outcome, attribute.Bool("alterhost.refresh.shared", shared))
 	return res.g, res.aerr
 }
 

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/alterhost/alterhost/abi"
 	"github.com/alterhost/alterhost/host/plugin"
@@ -38,6 +39,9 @@ type Options struct {
 	// Connections, if set, offers Connect URLs as URL elicitations to
 	// clients that declared them, instead of only in a failed result.
 	Connections *Connections
+	// Tracer, if set, starts a trace (or continues the client's, from its
+	// traceparent header) for each tool call; nil traces nothing.
+	Tracer trace.TracerProvider
 }
 
 // Server offers a catalog's tools over MCP and follows the catalog as it
@@ -92,7 +96,8 @@ func (s *Server) Update(cat *plugin.Catalog) {
 	}
 	for _, b := range cat.Tools {
 		if prev[b.Tool.Name] != b {
-			s.mcp.AddTool(toolOf(b.Tool), observed(b.Plugin.ToolMetrics(b.Tool.Name), s.handler(b.Tool.Name)))
+			s.mcp.AddTool(toolOf(b.Tool), traced(s.opts.Tracer, b.Plugin.Manifest.Name, b.Tool.Name,
+				observed(b.Plugin.ToolMetrics(b.Tool.Name), s.handler(b.Tool.Name))))
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/alterhost/alterhost/abi"
 	"github.com/alterhost/alterhost/host/engine"
 	"github.com/alterhost/alterhost/host/metrics"
@@ -126,6 +128,17 @@ const KindRetired = "retired"
 // Every error is a *Failure. The instance that ran the call goes back to
 // the pool only if the call succeeded.
 func (p *Plugin) Call(ctx context.Context, tool *abi.Tool, args json.RawMessage) ([]byte, error) {
+	ctx, span := startSpan(ctx, "plugin.call")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("alterhost.plugin", p.Manifest.Name), attribute.String("alterhost.tool", tool.Name))
+	}
+	out, err := p.call(ctx, tool, args)
+	endCall(span, err)
+	return out, err
+}
+
+// call is Call, untraced.
+func (p *Plugin) call(ctx context.Context, tool *abi.Tool, args json.RawMessage) ([]byte, error) {
 	if len(args) == 0 || string(args) == "null" {
 		args = json.RawMessage("{}")
 	}
@@ -181,6 +194,8 @@ func (p *Plugin) serveRequest(ctx context.Context, raw []byte) []byte {
 	if state == nil {
 		return encodeReply(nil, abi.Errorf(abi.CodeInternal, "alter_request outside a tool call"))
 	}
+	ctx, span := startSpan(ctx, "alter_request")
+	defer span.End()
 	start := time.Now()
 	maxBody := p.Manifest.Limits.MaxRequestBodyBytes
 	var (
@@ -194,6 +209,9 @@ func (p *Plugin) serveRequest(ctx context.Context, raw []byte) []byte {
 		resp, aerr = p.outbound.Do(ctx, egress.Caller{Plugin: p.Manifest, Tool: state.tool}, req)
 	}
 	took := time.Since(start)
+	if span.IsRecording() {
+		traceRequest(span, state.tool.Provider, req, resp, aerr)
+	}
 	attrs := []any{"tool", state.tool.Name, "duration", took}
 	if req != nil {
 		attrs = append(attrs, "request", req.String())

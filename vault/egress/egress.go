@@ -55,6 +55,10 @@ type Options struct {
 	// Transport, if set, wraps the guarded transport, e.g. to serve the
 	// sandbox provider's virtual host in-process.
 	Transport func(base http.RoundTripper) http.RoundTripper
+	// PropagateTrace sends W3C trace context (traceparent) upstream when
+	// the call is traced. Off by default: an upstream then learns nothing
+	// of the host's trace ids.
+	PropagateTrace bool
 }
 
 // Client performs requests. The zero value is not usable; use [New].
@@ -87,6 +91,8 @@ func New(opts Options) *Client {
 	if opts.Transport != nil {
 		rt = opts.Transport(rt)
 	}
+	// Outermost, so a span covers what opts.Transport serves in-process too.
+	rt = &tracedTransport{base: rt, propagate: opts.PropagateTrace}
 	c := &Client{opts: opts}
 	c.http = &http.Client{
 		Transport: rt,
