@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +21,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
+	"golang.org/x/oauth2"
 
 	loadgen "github.com/alterhost/alterhost/internal/load" // config_test.go has a func load
 	"github.com/alterhost/alterhost/internal/sandboxtest"
@@ -138,6 +141,7 @@ func TestSoak(t *testing.T) {
 		t.Fatalf("sign-in: %s", page)
 	}
 	var soaking atomic.Bool
+	var slowToken slowest
 	var reauthorizations, listChanged atomic.Int64
 	const redirect = "http://127.0.0.1:1/callback" // never reached
 	client := mcp.NewClient(&mcp.Implementation{Name: "soak", Version: "1"}, &mcp.ClientOptions{
@@ -151,6 +155,9 @@ func TestSoak(t *testing.T) {
 				GrantTypes: []string{"authorization_code", "refresh_token"},
 			}},
 			RedirectURL: redirect,
+			NewTokenSource: func(ctx context.Context, cfg *oauth2.Config, tok *oauth2.Token) (oauth2.TokenSource, error) {
+				return &timedTokens{src: cfg.TokenSource(ctx, tok), slowest: &slowToken}, nil
+			},
 			AuthorizationCodeFetcher: func(_ context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
 				if soaking.Load() {
 					// Refreshes must carry the session; asking the person
@@ -233,13 +240,21 @@ func TestSoak(t *testing.T) {
 		t.Fatalf("capacity probe: %v\n%v", probe, probe.Errors)
 	}
 	t.Logf("capacity probe: %v", probe)
-	if !rateSet && rate > 0.8*probe.Rate() {
+	switch {
+	case rateSet:
+	case long && !loadgen.Race:
+		// The long soak runs near this machine's capacity, whatever it is.
+		rate = max(rate, math.Round(0.6*probe.Rate()/10)*10)
+	case rate > 0.8*probe.Rate():
+		// A slow or busy machine: stay below its capacity rather than
+		// fail on calls it could never have served in time.
 		t.Logf("soak rate %.0f calls/s is above 80%% of this machine's capacity; using %.0f", rate, 0.8*probe.Rate())
 		rate = 0.8 * probe.Rate()
 	}
 
 	before := scrape()
 	soaking.Store(true)
+	slowToken.reset()
 	soakCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	t.Cleanup(func() { stop(); wg.Wait() }) // also when a check below fails
@@ -248,6 +263,9 @@ func TestSoak(t *testing.T) {
 	// new version) every soakReload, stopping a second before the end so
 	// the last one has loaded when the counts are compared.
 	var reloads atomic.Int64
+	var reloadMu sync.Mutex
+	var reloadAt []string // when each reload happened, since the soak began
+	began := time.Now()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -267,6 +285,9 @@ func TestSoak(t *testing.T) {
 					return
 				}
 				reloads.Add(1)
+				reloadMu.Lock()
+				reloadAt = append(reloadAt, fmt.Sprintf("%.1fs", time.Since(began).Seconds()))
+				reloadMu.Unlock()
 			}
 		}
 	}()
@@ -276,7 +297,6 @@ func TestSoak(t *testing.T) {
 	var samplesMu sync.Mutex
 	var samples []soakSample
 	var sampleErrs []error
-	began := time.Now()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -305,7 +325,10 @@ func TestSoak(t *testing.T) {
 	}()
 
 	result := loadgen.Run(soakCtx, loadgen.Config{Rate: rate, Duration: duration, Workers: workers,
-		Backlog: int(rate / 2)}, call) // half a second of calls may wait out a GC or a reload
+		// Two seconds of calls may wait out a stall (a busy CI machine
+		// runs other tests beside this one); a rate above capacity still
+		// overflows it within the soak.
+		Backlog: int(2 * rate)}, call)
 	stop()
 	wg.Wait()
 
@@ -359,6 +382,17 @@ func TestSoak(t *testing.T) {
 	if got := delta("alterhost_pool_instances_discarded_total"); got != 0 {
 		t.Errorf("%.0f instances discarded", got)
 	}
+	// Where a slow call spent its time: inside alterhost's tool call (the
+	// guest, the pool, the vault) or around it (HTTP, MCP, the client).
+	slowServed := delta("alterhost_tool_call_duration_seconds_count") -
+		delta("alterhost_tool_call_duration_seconds_bucket", `le="0.1"`)
+	slowPool := delta("alterhost_pool_wait_seconds_count") - delta("alterhost_pool_wait_seconds_bucket", `le="0.1"`)
+	t.Logf("slowest calls: %v; reloads at %v; alterhost's own tool-call time was over 100 ms for %.0f calls, its pool wait for %.0f",
+		result.Slowest, reloadAt, slowServed, slowPool)
+	if at, d := slowToken.get(); d > 0 {
+		t.Logf("the slowest wait for an access token (a refresh holds up its session's calls) took %v at %.1fs",
+			d.Round(100*time.Microsecond), at.Sub(began).Seconds())
+	}
 	if listChanged.Load() == 0 {
 		t.Error("no session heard tools/list_changed from the reloads")
 	}
@@ -381,28 +415,30 @@ func TestSoak(t *testing.T) {
 	}
 	third := len(steady) / 3
 	first, last := steady[:third], steady[len(steady)-third:]
-	stat := func(ss []soakSample, f func(soakSample) float64) (median, maximum float64) {
+	stat := func(ss []soakSample, f func(soakSample) float64) (median, lo, hi float64) {
 		var xs []float64
 		for _, s := range ss {
 			xs = append(xs, f(s))
-			maximum = max(maximum, f(s))
 		}
-		return loadgen.Median(xs), maximum
+		return loadgen.Median(xs), slices.Min(xs), slices.Max(xs)
 	}
 	rss := func(s soakSample) float64 { return float64(s.rss) }
+	rss1, _, _ := stat(first, rss)
+	rss3, _, _ := stat(last, rss)
+	prom1, _, _ := stat(first, func(s soakSample) float64 { return s.promRSS })
+	prom3, _, _ := stat(last, func(s soakSample) float64 { return s.promRSS })
 	gor := func(s soakSample) float64 { return s.goroutines }
-	rss1, _ := stat(first, rss)
-	rss3, _ := stat(last, rss)
-	prom1, _ := stat(first, func(s soakSample) float64 { return s.promRSS })
-	prom3, _ := stat(last, func(s soakSample) float64 { return s.promRSS })
-	g1med, g1 := stat(first, gor)
-	g3med, g3 := stat(last, gor)
+	g1, g1min, g1max := stat(first, gor)
+	g3, g3min, g3max := stat(last, gor)
 	const mib = 1 << 20
 	if rss3 > 1.2*rss1+8*mib {
 		t.Errorf("RSS grew from a median of %.1f MiB to %.1f MiB (more than 20%% + 8 MiB)", rss1/mib, rss3/mib)
 	}
-	if g3 > g1+20 {
-		t.Errorf("goroutines grew from at most %.0f to at most %.0f", g1, g3)
+	// A stall piles up requests, and their goroutines, for a moment (a few
+	// hundred on a busy machine), so the maxima say little; a leak lifts
+	// the median and the floor.
+	if g3 > g1+20 || g3min > g1min+20 {
+		t.Errorf("goroutines grew: median %.0f → %.0f, least %.0f → %.0f", g1, g3, g1min, g3min)
 	}
 	mode := "CI"
 	if long {
@@ -412,9 +448,9 @@ func TestSoak(t *testing.T) {
 		mode += ", race"
 	}
 	t.Logf("soak (%s): %d sessions, target %.0f calls/s for %v; %v; %d reloads, %.0f token refreshes, %d list_changed heard; "+
-		"RSS median %.1f → %.1f MiB (process_resident_memory_bytes %.1f → %.1f MiB); goroutines median %.0f → %.0f, max %.0f → %.0f; %d samples",
+		"RSS median %.1f → %.1f MiB (process_resident_memory_bytes %.1f → %.1f MiB); goroutines median %.0f → %.0f, least %.0f → %.0f, most %.0f → %.0f; %d samples",
 		mode, soakSessions, rate, duration, result, reloads.Load(), refreshes, listChanged.Load(),
-		rss1/mib, rss3/mib, prom1/mib, prom3/mib, g1med, g3med, g1, g3, len(samples))
+		rss1/mib, rss3/mib, prom1/mib, prom3/mib, g1, g3, g1min, g3min, g1max, g3max, len(samples))
 }
 
 // waitLog waits for re to match the log and returns its first group.
@@ -439,4 +475,46 @@ func resultText(res *mcp.CallToolResult) string {
 		}
 	}
 	return b.String()
+}
+
+// timedTokens is the token source the go-sdk client would use, timed:
+// while one call of a session refreshes the token, the session's other
+// calls wait, so a slow refresh shows as slow calls.
+type timedTokens struct {
+	src     oauth2.TokenSource
+	slowest *slowest
+}
+
+func (s *timedTokens) Token() (*oauth2.Token, error) {
+	begin := time.Now()
+	tok, err := s.src.Token()
+	s.slowest.note(begin, time.Since(begin))
+	return tok, err
+}
+
+// slowest keeps the longest duration noted and when it began.
+type slowest struct {
+	mu sync.Mutex
+	at time.Time
+	d  time.Duration
+}
+
+func (s *slowest) note(at time.Time, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d > s.d {
+		s.at, s.d = at, d
+	}
+}
+
+func (s *slowest) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.at, s.d = time.Time{}, 0
+}
+
+func (s *slowest) get() (time.Time, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.at, s.d
 }

@@ -49,7 +49,34 @@ type Result struct {
 	// Latencies of the successful calls, sorted, each from the time the
 	// call was due to its end.
 	Latencies []time.Duration
-	Elapsed   time.Duration // from the first call's due time to the last call's end
+	// Slowest are the slowest successful calls, slowest first, to compare
+	// with what else happened then.
+	Slowest []Call
+	Elapsed time.Duration // from the first call's due time to the last call's end
+}
+
+// Call is one successful call.
+type Call struct {
+	I       int
+	Due     time.Duration // since the run began
+	Latency time.Duration
+}
+
+func (c Call) String() string {
+	return fmt.Sprintf("#%d at %.1fs took %v", c.I, c.Due.Seconds(), c.Latency.Round(100*time.Microsecond))
+}
+
+// slowest is how many calls Result.Slowest keeps.
+const slowest = 5
+
+// finish sorts the calls into Latencies and Slowest.
+func (r *Result) finish(calls []Call) {
+	slices.SortFunc(calls, func(a, b Call) int { return int(b.Latency - a.Latency) })
+	r.Slowest = slices.Clone(calls[:min(slowest, len(calls))])
+	r.Latencies = make([]time.Duration, len(calls))
+	for i, c := range calls {
+		r.Latencies[len(calls)-1-i] = c.Latency
+	}
 }
 
 // maxErrors bounds Result.Errors: a broken run fails thousands of calls
@@ -106,6 +133,8 @@ func Run(ctx context.Context, cfg Config, call func(ctx context.Context, i int) 
 	jobs := make(chan job, cfg.Backlog)
 	var wg sync.WaitGroup
 	var last time.Time
+	var calls []Call
+	start := time.Now()
 	for range cfg.Workers {
 		wg.Add(1)
 		go func() {
@@ -123,7 +152,7 @@ func Run(ctx context.Context, cfg Config, call func(ctx context.Context, i int) 
 					}
 				} else {
 					res.OK++
-					res.Latencies = append(res.Latencies, end.Sub(j.due))
+					calls = append(calls, Call{I: j.i, Due: j.due.Sub(start), Latency: end.Sub(j.due)})
 				}
 				if end.After(last) {
 					last = end
@@ -132,7 +161,6 @@ func Run(ctx context.Context, cfg Config, call func(ctx context.Context, i int) 
 			}
 		}()
 	}
-	start := time.Now()
 	timer := time.NewTimer(0)
 	<-timer.C
 schedule:
@@ -156,10 +184,59 @@ schedule:
 	}
 	close(jobs)
 	wg.Wait()
-	slices.Sort(res.Latencies)
+	res.finish(calls)
 	if last.After(start) {
 		res.Elapsed = last.Sub(start)
 	}
+	return res
+}
+
+// Saturate measures capacity: workers goroutines each call back to back
+// for d, and the Result tells how many calls per second that gave
+// (closed-loop, so latencies count from each call's own start and nothing
+// is dropped). i counts calls across workers, as in Run.
+func Saturate(ctx context.Context, workers int, d time.Duration, call func(ctx context.Context, i int) error) *Result {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	res := &Result{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	next := 0
+	var calls []Call
+	start := time.Now()
+	for range max(workers, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				mu.Lock()
+				i := next
+				next++
+				res.Scheduled++
+				mu.Unlock()
+				begin := time.Now()
+				// The call gets a context of its own: the end of d stops
+				// new calls, not the ones under way.
+				cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+				err := call(cctx, i)
+				ccancel()
+				mu.Lock()
+				if err != nil {
+					res.Failed++
+					if len(res.Errors) < maxErrors {
+						res.Errors = append(res.Errors, fmt.Errorf("call %d: %w", i, err))
+					}
+				} else {
+					res.OK++
+					calls = append(calls, Call{I: i, Due: begin.Sub(start), Latency: time.Since(begin)})
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	res.finish(calls)
 	return res
 }
 

@@ -51,6 +51,9 @@ func TestRunDropsWhenSaturated(t *testing.T) {
 	if res.Quantile(1) < 60*time.Millisecond {
 		t.Errorf("max latency %v; want the backlog wait included", res.Quantile(1))
 	}
+	if len(res.Slowest) != 5 || res.Slowest[0].Latency != res.Quantile(1) || res.Slowest[4].Latency > res.Slowest[0].Latency {
+		t.Errorf("slowest: %v", res.Slowest)
+	}
 }
 
 func TestRunStopsWithContext(t *testing.T) {
@@ -61,6 +64,17 @@ func TestRunStopsWithContext(t *testing.T) {
 		func(ctx context.Context, i int) error { return nil })
 	if time.Since(start) > 5*time.Second || res.Scheduled > 20 {
 		t.Fatalf("did not stop: %v after %v", res, time.Since(start))
+	}
+}
+
+func TestSaturate(t *testing.T) {
+	res := Saturate(context.Background(), 4, 200*time.Millisecond, func(ctx context.Context, i int) error {
+		time.Sleep(10 * time.Millisecond)
+		return nil
+	})
+	// 4 workers at 10 ms a call: about 400 calls/s.
+	if res.Failed != 0 || res.OK != res.Scheduled || res.Rate() < 200 || res.Rate() > 420 {
+		t.Fatalf("%v", res)
 	}
 }
 
