@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -75,6 +76,21 @@ func (u *upstream) traceparents() []string {
 	return append([]string(nil), u.seen...)
 }
 
+// cacheDir keeps the plugins' compiled code across this package's stacks:
+// compiling them again for each, under the race detector, takes minutes.
+var cacheDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "alterhost-tracing-test")
+	if err != nil {
+		panic(err)
+	}
+	cacheDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 func newStack(t *testing.T, propagate bool) *stack {
 	t.Helper()
 	ctx := context.Background()
@@ -115,7 +131,7 @@ func newStack(t *testing.T, propagate bool) *stack {
 		Subject: func(*http.Request) (string, error) { return owner, nil }}
 	v.Linker = conn
 
-	eng, err := engine.NewExtism(engine.ExtismOptions{})
+	eng, err := engine.NewExtism(engine.ExtismOptions{CacheDir: cacheDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +281,6 @@ func attrs(t *testing.T, sp sdktrace.ReadOnlySpan, want map[string]any) {
 // makes it again, then checks each call's span tree and that no span says
 // who called, with which token, or where the Connect link points.
 func TestToolCallTrace(t *testing.T) {
-	t.Parallel()
 	s := newStack(t, false)
 	link := connectURL(t, s.call(t, "whoami", nil))
 	if page := sandboxtest.Approve(t, sandboxtest.Browser(), link); !strings.Contains(page, "Connected") {
@@ -351,18 +366,15 @@ func TestToolCallTrace(t *testing.T) {
 // client's traceparent, in sessions and statelessly: the call's server
 // span continues the client's trace.
 func TestIncomingTraceparent(t *testing.T) {
-	t.Parallel()
-	for _, stateless := range []bool{false, true} {
+	s := newStack(t, false)
+	for i, stateless := range []bool{false, true} {
 		t.Run(fmt.Sprintf("stateless=%v", stateless), func(t *testing.T) {
-			s := newStack(t, false)
 			h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.tools.MCP() },
 				&mcp.StreamableHTTPOptions{Stateless: stateless})
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			const (
-				traceID = "0af7651916cd43dd8448eb211c80319c"
-				spanID  = "b7ad6b7169203331"
-			)
+			traceID := fmt.Sprintf("0af7651916cd43dd8448eb211c80319%d", i)
+			const spanID = "b7ad6b7169203331"
 			client := &http.Client{Transport: headerTransport{"Traceparent": "00-" + traceID + "-" + spanID + "-01"}}
 			session, err := mcp.NewClient(&mcp.Implementation{Name: "tp", Version: "1"}, nil).Connect(context.Background(),
 				&mcp.StreamableClientTransport{Endpoint: srv.URL, HTTPClient: client}, nil)
@@ -374,17 +386,17 @@ func TestIncomingTraceparent(t *testing.T) {
 				t.Fatalf("now: %v %v", err, res)
 			}
 			tr := traces(s.rec)
-			if len(tr) != 1 {
-				t.Fatalf("want one trace, got %v", tr)
+			if len(tr) != i+1 {
+				t.Fatalf("want %d traces, got %v", i+1, tr)
 			}
-			root := tr[0].one(t, "tools/call now", nil)
+			root := tr[i].one(t, "tools/call now", nil)
 			if got := root.SpanContext().TraceID().String(); got != traceID {
 				t.Errorf("trace id %s, want the client's %s", got, traceID)
 			}
 			if got := root.Parent().SpanID().String(); got != spanID || !root.Parent().IsRemote() {
 				t.Errorf("parent %s (remote %v), want the client's span %s", got, root.Parent().IsRemote(), spanID)
 			}
-			tr[0].one(t, "plugin.call", root)
+			tr[i].one(t, "plugin.call", root)
 		})
 	}
 }
@@ -403,7 +415,6 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // upstream sees a traceparent naming the client span only when the
 // operator allowed propagation.
 func TestPropagateUpstream(t *testing.T) {
-	t.Parallel()
 	for _, propagate := range []bool{false, true} {
 		t.Run(fmt.Sprintf("propagate=%v", propagate), func(t *testing.T) {
 			s := newStack(t, propagate)
