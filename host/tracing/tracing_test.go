@@ -471,15 +471,16 @@ func TestOff(t *testing.T) {
 // requests it gets.
 type collector struct {
 	srv   *httptest.Server
+	path  string // where export requests must arrive
 	posts atomic.Int64
 	bad   atomic.Value
 }
 
-func newCollector(t *testing.T) *collector {
-	c := &collector{}
+func newCollector(t *testing.T, path string) *collector {
+	c := &collector{path: path}
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" || len(body) == 0 ||
+		if r.Method != http.MethodPost || r.URL.Path != c.path || len(body) == 0 ||
 			r.Header.Get("Content-Type") != "application/x-protobuf" {
 			c.bad.Store(fmt.Sprintf("%s %s %q, %d bytes", r.Method, r.URL.Path, r.Header.Get("Content-Type"), len(body)))
 			w.WriteHeader(http.StatusBadRequest)
@@ -497,15 +498,23 @@ func newCollector(t *testing.T) *collector {
 // loopback collector, configured by option and by the standard variable;
 // Shutdown flushes them.
 func TestOTLPExport(t *testing.T) {
-	for _, how := range []string{"option", "env"} {
+	for _, how := range []string{"option", "option with a path", "env"} {
 		t.Run(how, func(t *testing.T) {
-			c := newCollector(t)
+			path := "/v1/traces"
+			if how == "option with a path" {
+				path = "/otlp/v1/traces"
+			}
+			c := newCollector(t, path)
 			opts := tracing.Options{ServiceVersion: "test"}
 			t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
-			if how == "option" {
+			switch how {
+			case "option":
 				t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 				opts.Endpoint = c.srv.URL
-			} else {
+			case "option with a path":
+				t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+				opts.Endpoint = c.srv.URL + "/otlp/"
+			default:
 				t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", c.srv.URL)
 			}
 			tr, err := tracing.New(context.Background(), opts)
