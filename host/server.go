@@ -28,6 +28,7 @@ import (
 	"github.com/alterhost/alterhost/host/mcpserver"
 	"github.com/alterhost/alterhost/host/metrics"
 	"github.com/alterhost/alterhost/host/plugin"
+	"github.com/alterhost/alterhost/host/tracing"
 	"github.com/alterhost/alterhost/oauth/connect"
 	"github.com/alterhost/alterhost/oauth/jwtverify"
 	"github.com/alterhost/alterhost/oauth/provider"
@@ -84,6 +85,9 @@ type Config struct {
 	// Metrics, if set, records what the server does; its Handler is served
 	// apart from MCP. Nil: nothing is recorded.
 	Metrics *metrics.Metrics
+	// Tracing, if set, traces each tool call (see host/tracing); nil
+	// traces nothing.
+	Tracing *tracing.Tracing
 	// Stateless serves every MCP protocol revision without sessions, so any
 	// instance behind a balancer can answer any request. Clients before
 	// 2026-07-28 then get no server-to-client messages: no list_changed, no
@@ -217,7 +221,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	out := egress.New(egress.Options{Providers: providers, Credentials: s.Vault, Audit: s.auditor,
-		AllowPrivate: cfg.AllowPrivateEgress, Transport: wrap})
+		AllowPrivate: cfg.AllowPrivateEgress, Transport: wrap, PropagateTrace: cfg.Tracing.PropagateUpstream()})
 	h := &plugin.Host{Engine: s.engine, Outbound: out, Logger: logger, Metrics: cfg.Metrics}
 	s.Plugins = h.OpenFolder(cfg.PluginsDir)
 	_, errs := s.Plugins.Reload(ctx)
@@ -277,7 +281,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	conns := &mcpserver.Connections{Connected: s.Vault.Connected}
 	s.connect.Connected = conns.Completed
 	tools := mcpserver.New(cat, mcpserver.Options{Version: cfg.Version, Logger: logger, Identify: s.toolSubject,
-		Connections: conns})
+		Connections: conns, Tracer: cfg.Tracing.Provider()})
 	s.MCP = tools.MCP()
 	background, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopBackground = stop

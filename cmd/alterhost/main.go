@@ -24,6 +24,7 @@ import (
 
 	"github.com/alterhost/alterhost/host"
 	"github.com/alterhost/alterhost/host/metrics"
+	"github.com/alterhost/alterhost/host/tracing"
 	"github.com/alterhost/alterhost/oauth/server"
 )
 
@@ -138,6 +139,9 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 	dev := fs.Bool("dev", false, "add the sandbox provider: an OAuth server and API served by alterhost itself, for trying tools offline")
 	allowPrivate := fs.Bool("allow-private-egress", false, "let plugins reach loopback, private and link-local addresses (off: refused)")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", "`HOST:PORT` to serve Prometheus metrics at /metrics, apart from MCP (\"\": off)")
+	otlpEndpoint := fs.String("otlp-endpoint", "", "OTLP/HTTP collector `URL` to send traces to, such as http://127.0.0.1:4318 (default: $OTEL_EXPORTER_OTLP_ENDPOINT; none: tracing off)")
+	traceSampleRatio := fs.Float64("trace-sample-ratio", 1, "share of tool calls traced when tracing is on, in (0, 1]; a client's traceparent decides for its calls")
+	tracePropagate := fs.Bool("trace-propagate-upstream", false, "send W3C trace context (traceparent) on plugins' upstream requests (off: upstreams learn no trace ids)")
 	stateless := fs.Bool("stateless", false, "serve every MCP protocol revision without sessions, so instances behind a balancer need no sticky sessions (2026-07-28 clients always are)")
 	noWatch := fs.Bool("no-watch", false, "read the plugins folder once at start (default: load, swap or drop plugins as their files change)")
 	stdio := fs.Bool("stdio", false, "serve MCP on standard input and output instead of HTTP")
@@ -240,10 +244,30 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 			m = metrics.New()
 		}
 	}
+	tr, err := tracing.New(ctx, tracing.Options{Endpoint: *otlpEndpoint, SampleRatio: *traceSampleRatio,
+		PropagateUpstream: *tracePropagate, ServiceVersion: version, Logger: logger})
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		if mln != nil {
+			mln.Close()
+		}
+		return err
+	}
+	// Deferred before srv.Close, so it runs after: the last calls' spans
+	// are flushed too.
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(fctx); err != nil {
+			logger.Warn("tracing: flushing spans failed", "error", err)
+		}
+	}()
 	srv, err := host.New(ctx, host.Config{PluginsDir: *plugins, DataDir: *sf.dataDir, DatabaseURL: *sf.databaseURL,
 		ProvidersFile: *providersFile, BaseURL: base, Dev: *dev, AllowPrivateEgress: *allowPrivate,
 		Auth: authMode, AccessTokenTTL: *accessTTL, TrustIssuer: *trustIssuer, TrustJWKS: *trustJWKS,
-		OIDC: oidc, NoWatch: *noWatch, Stateless: *stateless, Metrics: m, Version: version, Logger: logger})
+		OIDC: oidc, NoWatch: *noWatch, Stateless: *stateless, Metrics: m, Tracing: tr, Version: version, Logger: logger})
 	if err != nil {
 		if ln != nil {
 			ln.Close()
