@@ -79,6 +79,14 @@ func (f *Folder) Catalog() *Catalog { return f.cat.Load() }
 // old one keeps serving). Plugin and tool name collisions are settled by
 // file-name order, as at start.
 func (f *Folder) Reload(ctx context.Context) (changed bool, errs []error) {
+	return f.reload(ctx, nil)
+}
+
+// reload is Reload, calling onChange with a changed catalog before it
+// retires the versions replaced: by then the caller's view (the MCP
+// server's tools) has moved to the new versions, so a call turned away by
+// a retired version finds the new one when it looks again.
+func (f *Folder) reload(ctx context.Context, onChange func(*Catalog)) (changed bool, errs []error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	entries, err := os.ReadDir(f.dir)
@@ -170,6 +178,9 @@ func (f *Folder) Reload(ctx context.Context) (changed bool, errs []error) {
 	f.files = next
 	f.cat.Store(cat)
 	f.host.Metrics.SetLoaded(len(cat.Plugins), len(cat.Tools))
+	if changed && onChange != nil {
+		onChange(cat)
+	}
 	for _, p := range retire {
 		f.retire(p)
 	}
@@ -262,12 +273,8 @@ func (f *Folder) Watch(ctx context.Context, onChange func(*Catalog), report func
 			report([]error{fmt.Errorf("watching %s: %w", f.dir, err)})
 			timer.Reset(settle)
 		case <-timer.C:
-			changed, errs := f.Reload(ctx)
-			if len(errs) > 0 {
+			if _, errs := f.reload(ctx, onChange); len(errs) > 0 {
 				report(errs)
-			}
-			if changed && onChange != nil {
-				onChange(f.Catalog())
 			}
 		}
 	}
