@@ -25,8 +25,9 @@ import (
 	"time"
 )
 
-// Failure is a request that reached a backend and failed there: no
-// response (Stage "request"), or a response cut short ("response").
+// Failure is a request that reached a backend and failed there: with no
+// response (Stage "no response"), or with its response cut short
+// ("response cut").
 type Failure struct {
 	Backend int
 	Method  string
@@ -182,14 +183,14 @@ func (b *Balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 				be.mu.Unlock()
 				continue
 			}
-			b.fail(Failure{Backend: i, Method: req.Method, Path: req.URL.Path, Stage: "request", Started: started, Err: err})
+			b.fail(Failure{Backend: i, Method: req.Method, Path: req.URL.Path, Stage: "no response", Started: started, Err: err})
 			return nil, err
 		}
 		be.mu.Lock()
 		be.paths[req.URL.Path]++
 		be.mu.Unlock()
 		resp.Body = &watchedBody{ReadCloser: resp.Body, b: b, i: i, be: be, ctx: req.Context(),
-			f: Failure{Backend: i, Method: req.Method, Path: req.URL.Path, Stage: "response", Started: started}}
+			f: Failure{Backend: i, Method: req.Method, Path: req.URL.Path, Stage: "response cut", Started: started}}
 		return resp, nil
 	}
 }
