@@ -82,6 +82,10 @@ type Config struct {
 	// that Connect pages know the browser's person by the subject its
 	// tokens carry.
 	OIDC *server.OIDCConfig
+	// Engine names the Wasm engine: "extism" (the Extism Go SDK, the
+	// default and the compatibility reference) or "native" (alterhost's own
+	// Extism-ABI kernel on wazero, much faster per call).
+	Engine string
 	// Metrics, if set, records what the server does; its Handler is served
 	// apart from MCP. Nil: nothing is recorded.
 	Metrics *metrics.Metrics
@@ -217,7 +221,15 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.DataDir != "" {
 		cacheDir = filepath.Join(cfg.DataDir, "cache", "wazero")
 	}
-	if s.engine, err = engine.NewExtism(engine.ExtismOptions{CacheDir: cacheDir, Logger: logger}); err != nil {
+	switch cfg.Engine {
+	case "", "extism":
+		s.engine, err = engine.NewExtism(engine.ExtismOptions{CacheDir: cacheDir, Logger: logger})
+	case "native":
+		s.engine, err = engine.NewNative(engine.NativeOptions{CacheDir: cacheDir, Logger: logger})
+	default:
+		err = fmt.Errorf("engine %q: want extism or native", cfg.Engine)
+	}
+	if err != nil {
 		return nil, err
 	}
 	out := egress.New(egress.Options{Providers: providers, Credentials: s.Vault, Audit: s.auditor,

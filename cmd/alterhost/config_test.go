@@ -32,6 +32,7 @@ func testServeFlags() *flag.FlagSet {
 	fs.Bool("dev", false, "add the sandbox provider")
 	fs.Bool("allow-private-egress", false, "let plugins reach private addresses")
 	fs.String("metrics-addr", "127.0.0.1:9464", "`HOST:PORT` for /metrics")
+	fs.String("engine", "extism", "`ENGINE` that runs plugins")
 	fs.String("otlp-endpoint", "", "OTLP/HTTP collector `URL`")
 	fs.Float64("trace-sample-ratio", 1, "share of tool calls traced")
 	fs.Bool("trace-propagate-upstream", false, "send traceparent upstream")
