@@ -36,7 +36,7 @@ func TestNativeUnderPlugin(t *testing.T) {
 	}
 	manifest := fmt.Sprintf(`{"abi":"alter/v1","name":"p","version":"1.0.0","limits":{"timeout_ms":1000,"memory_mib":16,"max_output_bytes":1048576},"tools":[%s]}`,
 		strings.Join(tools, ","))
-	wasm, err := abi.AppendCustomSection(wasmtest.Guest(t, hostile), abi.ManifestSection, []byte(manifest))
+	wasm, err := abi.AppendCustomSection(wasmtest.Guest(t, wasmtest.Hostile), abi.ManifestSection, []byte(manifest))
 	if err != nil {
 		t.Fatal(err)
 	}
