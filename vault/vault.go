@@ -112,22 +112,23 @@ func (v *Vault) open(g store.Grant) (secrets, error) {
 
 func cacheKey(subject, provider string) string { return subject + "\x00" + provider }
 
-// grant returns subject's grant at provider, from the cache when it can.
-// Only active grants are cached.
-func (v *Vault) grant(ctx context.Context, subject, provider string) (store.Grant, error) {
+// grant returns subject's grant at provider, from the cache when it can
+// (cached reports that it did), or from the store when fresh is set. Only
+// active grants are cached.
+func (v *Vault) grant(ctx context.Context, subject, provider string, fresh bool) (g store.Grant, cached bool, err error) {
 	key := cacheKey(subject, provider)
 	now := v.now()
 	v.cacheMu.Lock()
 	c, ok := v.cache[key]
 	gen := v.gen
 	v.cacheMu.Unlock()
-	if ok && now.Before(c.until) {
-		return c.g, nil
+	if ok && !fresh && now.Before(c.until) {
+		return c.g, true, nil
 	}
-	g, err := v.store.GetGrant(ctx, subject, provider)
+	g, err = v.store.GetGrant(ctx, subject, provider)
 	if err != nil || g.Status != store.GrantActive {
 		v.forget(subject, provider)
-		return g, err
+		return g, false, err
 	}
 	until := now.Add(v.cacheFor)
 	if !g.ExpiresAt.IsZero() && g.ExpiresAt.Add(-v.refreshEarly).Before(until) {
@@ -142,7 +143,7 @@ func (v *Vault) grant(ctx context.Context, subject, provider string) (store.Gran
 		}
 		v.cacheMu.Unlock()
 	}
-	return g, nil
+	return g, false, nil
 }
 
 // forget drops a grant from the cache after it changed; subject and
@@ -198,7 +199,14 @@ func (v *Vault) Save(ctx context.Context, subject, provider string, tok Token) (
 
 // credential is Credential, unobserved.
 func (v *Vault) credential(ctx context.Context, subject, provider string, scopes []string) (string, *abi.Error) {
-	g, err := v.grant(ctx, subject, provider)
+	g, cached, err := v.grant(ctx, subject, provider, false)
+	if cached && len(without(scopes, g.Scopes)) > 0 {
+		// The cache may be behind a re-consent made through another
+		// instance whose announcement has not arrived yet: before asking
+		// the person to consent again, read the store once. (Only active
+		// grants are cached, so a cached grant answers no other error.)
+		g, _, err = v.grant(ctx, subject, provider, true)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return "", v.connectError(ctx, abi.CodeGrantNotFound, subject, provider, scopes, nil,

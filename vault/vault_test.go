@@ -373,3 +373,95 @@ func TestGrantChangesAnnounced(t *testing.T) {
 		t.Fatalf("Watch returned %v", err)
 	}
 }
+
+// countingStore counts grant reads.
+type countingStore struct {
+	store.Store
+	gets atomic.Int64
+}
+
+func (c *countingStore) GetGrant(ctx context.Context, subject, provider string) (store.Grant, error) {
+	c.gets.Add(1)
+	return c.Store.GetGrant(ctx, subject, provider)
+}
+
+// TestStaleCacheReconsent: a re-consent made through another instance,
+// not yet announced, is found by reading the store once before the person
+// is asked to consent again; a call the cached grant covers reads nothing.
+func TestStaleCacheReconsent(t *testing.T) {
+	eachStore(t, func(t *testing.T, openStore func(*testing.T) store.Store) {
+		ctx := context.Background()
+		st := &countingStore{Store: openStore(t)}
+		// Two instances on one store; neither watches, so here's cache
+		// stays stale until it ages out.
+		here, there := newVault(t, st, &fakeProvider{}), newVault(t, st, &fakeProvider{})
+		if _, err := there.Save(ctx, "alice", "acme", vault.Token{AccessToken: "at-1", Scopes: []string{"read"}}); err != nil {
+			t.Fatal(err)
+		}
+		if tok, aerr := here.Credential(ctx, "alice", "acme", []string{"read"}); aerr != nil || tok != "at-1" {
+			t.Fatalf("credential = %q, %v", tok, aerr)
+		}
+		reads := func(what string, want int64, f func()) {
+			t.Helper()
+			before := st.gets.Load()
+			f()
+			if got := st.gets.Load() - before; got != want {
+				t.Errorf("%s read the store %d times; want %d", what, got, want)
+			}
+		}
+		reads("a cached grant with enough scopes", 0, func() {
+			if tok, aerr := here.Credential(ctx, "alice", "acme", []string{"read"}); aerr != nil || tok != "at-1" {
+				t.Errorf("cached credential = %q, %v", tok, aerr)
+			}
+		})
+
+		// The re-consent, through the other instance.
+		if _, err := there.Save(ctx, "alice", "acme", vault.Token{AccessToken: "at-2", Scopes: []string{"read", "write"}}); err != nil {
+			t.Fatal(err)
+		}
+		reads("a cached grant lacking a scope", 1, func() {
+			if tok, aerr := here.Credential(ctx, "alice", "acme", []string{"read", "write"}); aerr != nil || tok != "at-2" {
+				t.Errorf("after a re-consent elsewhere: %q, %v; want at-2 without asking to consent again", tok, aerr)
+			}
+		})
+		reads("the grant read again", 0, func() {
+			if tok, aerr := here.Credential(ctx, "alice", "acme", []string{"write"}); aerr != nil || tok != "at-2" {
+				t.Errorf("the re-read grant is not cached: %q, %v", tok, aerr)
+			}
+		})
+
+		// The stored grant lacks the scope too: the person is asked, after
+		// one read, with a Connect URL for everything.
+		reads("a scope nobody granted", 1, func() {
+			_, aerr := here.Credential(ctx, "alice", "acme", []string{"read", "admin"})
+			if aerr == nil || aerr.Code != abi.CodeScopeReauthRequired || strings.Join(aerr.MissingScopes, ",") != "admin" ||
+				!strings.Contains(aerr.ConnectURL, "scopes=read+write+admin") {
+				t.Errorf("missing admin: %+v; want scope_reauth_required for admin, consenting to read+write+admin", aerr)
+			}
+		})
+
+		// Disconnected elsewhere: the read finds no grant.
+		if err := there.Disconnect(ctx, "alice", "acme"); err != nil {
+			t.Fatal(err)
+		}
+		reads("a grant deleted elsewhere", 1, func() {
+			_, aerr := here.Credential(ctx, "alice", "acme", []string{"admin"})
+			if aerr == nil || aerr.Code != abi.CodeGrantNotFound || aerr.ConnectURL == "" {
+				t.Errorf("after a disconnect elsewhere: %+v; want grant_not_found with a Connect URL", aerr)
+			}
+		})
+
+		// Marked broken elsewhere: the read finds it broken.
+		there.Save(ctx, "alice", "acme", vault.Token{AccessToken: "at-3", Scopes: []string{"read"}})
+		if tok, _ := here.Credential(ctx, "alice", "acme", []string{"read"}); tok != "at-3" {
+			t.Fatalf("credential = %q", tok)
+		}
+		st.UpdateGrant(ctx, "alice", "acme", func(g store.Grant) (store.Grant, bool, error) {
+			g.Status = store.GrantBroken
+			return g, true, nil
+		})
+		if _, aerr := here.Credential(ctx, "alice", "acme", []string{"write"}); aerr == nil || aerr.Code != abi.CodeGrantNotFound {
+			t.Errorf("after the grant broke elsewhere: %+v; want grant_not_found", aerr)
+		}
+	})
+}
