@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -93,26 +94,30 @@ func (f *Folder) reload(ctx context.Context, onChange func(*Catalog)) (changed b
 	if err != nil {
 		return false, []error{fmt.Errorf("plugins folder: %w", err)}
 	}
+	// Loading is the slow part of a reload (compiling, warming an
+	// instance), so the files that need it are read and loaded in parallel
+	// first; the pass below then settles names in file-name order exactly
+	// as if it had loaded them one by one.
+	work := f.prepare(ctx, entries)
 	next := map[string]*fileState{}
 	cat := &Catalog{}
 	pluginFile := map[string]string{}
 	toolFile := map[string]string{}
 	var retire []*Plugin
 	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".wasm") {
+		if !isPluginEntry(e) {
 			continue
 		}
 		path := filepath.Join(f.dir, e.Name())
-		st := stampOf(path)
+		w := work[e.Name()]
+		st := w.stamp
 		prev := f.files[e.Name()]
 		var cur fileState
 		switch {
-		case prev != nil && prev.plugin != nil && prev.stamp == st:
-			cur = *prev
-		case prev != nil && prev.failed == st:
-			cur = *prev // reported when it failed; the old version, if any, serves on
+		case !w.needed:
+			cur = *prev // serving as loaded, or failed at these bytes and reported then
 		default:
-			spec, err := Read(path)
+			spec, err := w.spec, w.readErr
 			if err == nil {
 				if first, dup := pluginFile[spec.Manifest.Name]; dup {
 					// Not marked failed: once the other file gives the name up,
@@ -126,7 +131,12 @@ func (f *Folder) reload(ctx context.Context, onChange func(*Catalog)) (changed b
 			}
 			var p *Plugin
 			if err == nil {
-				p, err = f.host.Load(ctx, spec)
+				if w.loaded {
+					p, err = w.plugin, w.loadErr
+				} else {
+					// Its name may collide, so it was left for this pass.
+					p, err = f.host.Load(ctx, spec)
+				}
 			}
 			f.host.Metrics.PluginLoaded(err == nil)
 			switch {
@@ -185,6 +195,99 @@ func (f *Folder) reload(ctx context.Context, onChange func(*Catalog)) (changed b
 		f.retire(p)
 	}
 	return changed, errs
+}
+
+// isPluginEntry reports whether a folder entry is a plugin file.
+func isPluginEntry(e os.DirEntry) bool {
+	return !e.IsDir() && strings.HasSuffix(e.Name(), ".wasm")
+}
+
+// pending is what prepare learned about one plugin file.
+type pending struct {
+	path  string
+	stamp stamp
+	// needed: the file changed since it was last loaded or failed.
+	needed  bool
+	spec    *Spec
+	readErr error
+	// loaded: Load ran, and plugin and loadErr are its result.
+	loaded  bool
+	plugin  *Plugin
+	loadErr error
+}
+
+// prepare stamps every plugin file, then reads, in parallel, those that
+// changed, and loads, in parallel, those whose plugin name no other file
+// can claim. A name that two files may claim decides which one loads, so
+// those are left for reload's in-order pass, which loads them one by one
+// as before.
+func (f *Folder) prepare(ctx context.Context, entries []os.DirEntry) map[string]*pending {
+	work := map[string]*pending{}
+	var todo []*pending
+	owners := map[string][]string{} // plugin name -> files whose serving version has it
+	for _, e := range entries {
+		if !isPluginEntry(e) {
+			continue
+		}
+		path := filepath.Join(f.dir, e.Name())
+		w := &pending{path: path, stamp: stampOf(path)}
+		prev := f.files[e.Name()]
+		kept := prev != nil && prev.plugin != nil && prev.stamp == w.stamp
+		knownBroken := prev != nil && prev.failed == w.stamp
+		w.needed = !kept && !knownBroken
+		if prev != nil && prev.plugin != nil {
+			owners[prev.plugin.Manifest.Name] = append(owners[prev.plugin.Manifest.Name], path)
+		}
+		work[e.Name()] = w
+		if w.needed {
+			todo = append(todo, w)
+		}
+	}
+	parallel(todo, func(w *pending) { w.spec, w.readErr = Read(w.path) })
+
+	claims := map[string]int{}
+	for _, w := range todo {
+		if w.readErr == nil {
+			claims[w.spec.Manifest.Name]++
+		}
+	}
+	var load []*pending
+	for _, w := range todo {
+		if w.readErr != nil {
+			continue
+		}
+		name := w.spec.Manifest.Name
+		if claims[name] == 1 && !slices.ContainsFunc(owners[name], func(p string) bool { return p != w.path }) {
+			load = append(load, w)
+		}
+	}
+	// Largest first, so a big Go guest does not start last and leave the
+	// other workers idle while it compiles.
+	slices.SortStableFunc(load, func(a, b *pending) int { return len(b.spec.Wasm) - len(a.spec.Wasm) })
+	parallel(load, func(w *pending) {
+		w.plugin, w.loadErr = f.host.Load(ctx, w.spec)
+		w.loaded = true
+	})
+	return work
+}
+
+// parallel runs do on every item, on at most GOMAXPROCS goroutines: each
+// load is CPU-bound, so more would only contend.
+func parallel(items []*pending, do func(*pending)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(items)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(items) {
+					return
+				}
+				do(items[i])
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func dupPlugin(path, name, first string) error {

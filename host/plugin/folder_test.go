@@ -3,18 +3,22 @@ package plugin_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/alterhost/alterhost/host/engine"
 	"github.com/alterhost/alterhost/host/plugin"
 	"github.com/alterhost/alterhost/internal/wasmtest"
+	"github.com/alterhost/alterhost/vault/egress"
 )
 
 func toolNamesOf(c *plugin.Catalog) []string {
@@ -247,5 +251,139 @@ func TestFolderWatch(t *testing.T) {
 		if !slices.ContainsFunc(versions, func(v []string) bool { return slices.Equal(v, s) }) {
 			t.Fatalf("a catalog mixed versions: %v", s)
 		}
+	}
+}
+
+// errTexts returns errs as text, with dir left out of file names.
+func errTexts(errs []error, dir string) []string {
+	var out []string
+	for _, err := range errs {
+		out = append(out, strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), ""))
+	}
+	return out
+}
+
+// countingEngine is an engine whose Compile takes a while and records how
+// many ran at once.
+type countingEngine struct {
+	engine.Engine
+	mu        sync.Mutex
+	now, peak int
+}
+
+func (e *countingEngine) Compile(ctx context.Context, wasm []byte, cfg engine.Config) (engine.Module, error) {
+	e.mu.Lock()
+	e.now++
+	e.peak = max(e.peak, e.now)
+	e.mu.Unlock()
+	defer func() { e.mu.Lock(); e.now--; e.mu.Unlock() }()
+	time.Sleep(20 * time.Millisecond)
+	return e.Engine.Compile(ctx, wasm, cfg)
+}
+
+// TestFolderParallelLoad: many plugins, some broken and some colliding,
+// load in parallel to the same catalog and the same errors, in the same
+// order, as one at a time in file-name order; and so do later reloads
+// that change, break, remove and rename.
+func TestFolderParallelLoad(t *testing.T) {
+	wasm := wasmtest.Guest(t, guest)
+	// manifest names tools that all run the guest's echo export.
+	manifest := func(name string, tools ...string) string {
+		var ts []string
+		for _, tool := range tools {
+			ts = append(ts, fmt.Sprintf(`{"name":%q,"description":"test tool","export":"echo"}`, tool))
+		}
+		return fmt.Sprintf(`{"abi":"alter/v1","name":%q,"version":"1.0.0","tools":[%s]}`, name, strings.Join(ts, ","))
+	}
+	var want []string
+	var wantErrs []string
+	populate := func(dir string) {
+		for i := range 12 {
+			// Every plugin offers echo: the first file's wins.
+			writePlugin(t, dir, fmt.Sprintf("a%02d.wasm", i), wasm, manifest(fmt.Sprintf("p%02d", i), "echo", fmt.Sprintf("t%02d", i)))
+		}
+		os.WriteFile(filepath.Join(dir, "b1.wasm"), []byte("\x00asm\x01\x00\x00\x00garbage"), 0o644)
+		writePlugin(t, dir, "b2.wasm", wasm, `{"abi":"alter/v1"}`)
+		writePlugin(t, dir, "c1.wasm", wasm, manifest("dup", "d1"))
+		writePlugin(t, dir, "c2.wasm", wasm, manifest("dup", "d2"))
+		writePlugin(t, dir, "c3.wasm", wasm, manifest("p03", "d3"))
+	}
+	want = append(want, "echo")
+	for i := range 12 {
+		if i > 0 {
+			want = append(want, fmt.Sprintf("t%02d", i))
+			continue
+		}
+		want = append(want, "t00")
+	}
+	want = append(want, "d1")
+	for i := 1; i < 12; i++ {
+		wantErrs = append(wantErrs, fmt.Sprintf(`a%02d.wasm: tool "echo" is already served by a00.wasm; this plugin's copy is skipped (rename one of them)`, i))
+	}
+	var first []string
+	for round := range 3 {
+		dir := t.TempDir()
+		populate(dir)
+		eng := &countingEngine{Engine: newHost(t, nil).Engine}
+		h := &plugin.Host{Engine: eng, Outbound: egress.New(egress.Options{AllowPrivate: true})}
+		f := h.OpenFolder(dir)
+		changed, errs := f.Reload(context.Background())
+		got := errTexts(errs, dir)
+		if !changed || !slices.Equal(toolNamesOf(f.Catalog()), want) {
+			t.Fatalf("round %d: changed=%v tools=%v\nwant %v", round, changed, toolNamesOf(f.Catalog()), want)
+		}
+		if len(got) != len(wantErrs)+4 || !slices.Equal(got[:len(wantErrs)], wantErrs) ||
+			!strings.HasPrefix(got[11], "b1.wasm: not a valid WebAssembly module") ||
+			!strings.Contains(got[12], "b2.wasm") ||
+			got[13] != `c2.wasm: plugin name "dup" is already used by c1.wasm; skipped (rename one of them)` ||
+			got[14] != `c3.wasm: plugin name "p03" is already used by a03.wasm; skipped (rename one of them)` {
+			t.Fatalf("round %d: errors:\n%s", round, strings.Join(got, "\n"))
+		}
+		if round == 0 {
+			first = got
+		} else if !slices.Equal(got, first) {
+			t.Fatalf("round %d: other errors than round 0:\n%s", round, strings.Join(got, "\n"))
+		}
+		// The a files loaded ahead, in parallel; c1, c2 and c3 claim
+		// names another file claims too, so they loaded in order.
+		if runtime.GOMAXPROCS(0) > 1 && eng.peak < 2 {
+			t.Errorf("round %d: loads ran one at a time", round)
+		}
+		if eng.peak > runtime.GOMAXPROCS(0) {
+			t.Errorf("round %d: %d loads at once, more than GOMAXPROCS %d", round, eng.peak, runtime.GOMAXPROCS(0))
+		}
+		if round < 2 {
+			f.Close(context.Background())
+			continue
+		}
+
+		// Later reloads: a05 breaks (the old version serves on), a00
+		// goes (a01's echo takes over), c1 goes (c2 gets the name), and
+		// a new a025 takes p07's name from a07, which comes after it.
+		v5 := binding(t, f.Catalog(), "t05")
+		time.Sleep(10 * time.Millisecond)
+		os.WriteFile(filepath.Join(dir, "a05.wasm"), []byte("\x00asm\x01\x00\x00\x00garbage"), 0o644)
+		os.Remove(filepath.Join(dir, "a00.wasm"))
+		os.Remove(filepath.Join(dir, "c1.wasm"))
+		writePlugin(t, dir, "a025.wasm", wasm, manifest("p07", "n7"))
+		changed, errs = f.Reload(context.Background())
+		got = errTexts(errs, dir)
+		want2 := []string{"echo", "t01", "t02", "n7", "t03", "t04", "t05", "t06", "t08", "t09", "t10", "t11", "d2"}
+		if !changed || !slices.Equal(toolNamesOf(f.Catalog()), want2) || binding(t, f.Catalog(), "t05") != v5 {
+			t.Fatalf("second reload: changed=%v tools=%v\nwant %v", changed, toolNamesOf(f.Catalog()), want2)
+		}
+		echo := func(file string) string {
+			return file + `: tool "echo" is already served by a01.wasm; this plugin's copy is skipped (rename one of them)`
+		}
+		wantErrs2 := []string{echo("a02.wasm"), echo("a03.wasm"), echo("a04.wasm"),
+			"a05.wasm: not a valid WebAssembly module: malformed section header at byte 8 (the version loaded before keeps serving)",
+			echo("a05.wasm"), echo("a06.wasm"),
+			`a07.wasm: plugin name "p07" is already used by a025.wasm; skipped (rename one of them)`,
+			echo("a08.wasm"), echo("a09.wasm"), echo("a10.wasm"), echo("a11.wasm"),
+			`c3.wasm: plugin name "p03" is already used by a03.wasm; skipped (rename one of them)`}
+		if !slices.Equal(got, wantErrs2) {
+			t.Fatalf("second reload: errors:\n%s", strings.Join(got, "\n"))
+		}
+		f.Close(context.Background())
 	}
 }
