@@ -240,6 +240,84 @@ func Saturate(ctx context.Context, workers int, d time.Duration, call func(ctx c
 	return res
 }
 
+// Fixed measures latency and throughput at a fixed concurrency and a fixed
+// amount of work: workers goroutines each make calls calls back to back
+// (closed-loop, as one client each would), call(ctx, w, i) with w the
+// worker and i its own call number from 0. Unlike Saturate, the run ends
+// after a known number of calls rather than after a time, so every run of
+// a benchmark does the same work. Latencies count from each call's own
+// start; Elapsed from the first call's start to the last call's end. If
+// ctx ends, no more calls start. Each call is bounded by timeout (30 s if
+// zero or less), so a run always ends.
+func Fixed(ctx context.Context, workers, calls int, timeout time.Duration, call func(ctx context.Context, w, i int) error) *Result {
+	workers = max(workers, 1)
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	// Each worker keeps its own record, merged at the end: no lock on the
+	// path being measured.
+	type record struct {
+		calls   []Call
+		started int
+		errs    []error
+		failed  int
+		end     time.Time
+	}
+	recs := make([]record, workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := &recs[w]
+			rec.calls = make([]Call, 0, max(calls, 0))
+			for i := range max(calls, 0) {
+				if ctx.Err() != nil {
+					break
+				}
+				rec.started++
+				begin := time.Now()
+				cctx, cancel := context.WithTimeout(ctx, timeout)
+				err := call(cctx, w, i)
+				cancel()
+				rec.end = time.Now()
+				if err != nil {
+					rec.failed++
+					if len(rec.errs) < maxErrors {
+						rec.errs = append(rec.errs, fmt.Errorf("worker %d call %d: %w", w, i, err))
+					}
+					continue
+				}
+				rec.calls = append(rec.calls, Call{I: w*calls + i, Due: begin.Sub(start), Latency: rec.end.Sub(begin)})
+			}
+		}()
+	}
+	wg.Wait()
+	res := &Result{}
+	var all []Call
+	var last time.Time
+	for _, rec := range recs {
+		res.Scheduled += rec.started
+		res.OK += len(rec.calls)
+		res.Failed += rec.failed
+		for _, err := range rec.errs {
+			if len(res.Errors) < maxErrors {
+				res.Errors = append(res.Errors, err)
+			}
+		}
+		all = append(all, rec.calls...)
+		if rec.end.After(last) {
+			last = rec.end
+		}
+	}
+	if last.After(start) {
+		res.Elapsed = last.Sub(start)
+	}
+	res.finish(all)
+	return res
+}
+
 // RSS returns the resident set size of process pid in bytes, from
 // /proc/PID/status (Linux only).
 func RSS(pid int) (int64, error) {
@@ -356,4 +434,37 @@ func Median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[(len(s)-1)/2]
+}
+
+// clockTick is the unit of /proc/PID/stat's CPU times: USER_HZ, which
+// Linux fixes at 100 for user space on every architecture Go runs on.
+const clockTick = 10 * time.Millisecond
+
+// CPUTime returns the CPU time (user and system) that process pid has used
+// so far, from /proc/PID/stat (Linux only), in steps of 10 ms.
+func CPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: the fields that
+	// follow are counted from its closing parenthesis, where field 3
+	// (state) begins; utime and stime are fields 14 and 15.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * clockTick, nil
 }

@@ -130,3 +130,67 @@ func TestMedian(t *testing.T) {
 		t.Error("median of nothing")
 	}
 }
+
+func TestFixed(t *testing.T) {
+	var calls atomic.Int64
+	res := Fixed(context.Background(), 3, 20, time.Second, func(ctx context.Context, w, i int) error {
+		calls.Add(1)
+		if w == 1 && i == 5 {
+			return errors.New("boom")
+		}
+		time.Sleep(time.Millisecond)
+		return nil
+	})
+	if res.Scheduled != 60 || res.OK != 59 || res.Failed != 1 || calls.Load() != 60 || len(res.Latencies) != 59 {
+		t.Fatalf("%v", res)
+	}
+	if len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Error(), "worker 1 call 5: boom") {
+		t.Errorf("errors: %v", res.Errors)
+	}
+	if res.Quantile(0) < time.Millisecond || res.Elapsed < 20*time.Millisecond || res.Rate() <= 0 {
+		t.Errorf("latencies from %v, elapsed %v", res.Quantile(0), res.Elapsed)
+	}
+}
+
+func TestFixedStopsWithContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	res := Fixed(ctx, 2, 1000, time.Second, func(ctx context.Context, w, i int) error {
+		if i == 3 {
+			cancel()
+		}
+		return nil
+	})
+	if res.Scheduled > 10 || res.Failed != 0 {
+		t.Fatalf("did not stop: %v", res)
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	r := &Result{}
+	for i := 1; i <= 100; i++ {
+		r.Latencies = append(r.Latencies, time.Duration(i)*time.Millisecond)
+	}
+	for q, want := range map[float64]time.Duration{0: 1, 0.5: 50, 0.99: 99, 1: 100} {
+		if got := r.Quantile(q); got != want*time.Millisecond {
+			t.Errorf("quantile %v: %v; want %v ms", q, got, want)
+		}
+	}
+}
+
+func TestCPUTime(t *testing.T) {
+	before, err := CPUTime(os.Getpid())
+	if err != nil {
+		t.Skip("no /proc:", err)
+	}
+	// Spin for 150 ms of CPU: the reading must grow by about that, in
+	// steps of 10 ms.
+	for deadline := time.Now().Add(150 * time.Millisecond); time.Now().Before(deadline); {
+	}
+	after, err := CPUTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := after - before; d < 50*time.Millisecond || d > 10*time.Second {
+		t.Errorf("CPU time grew by %v over 150 ms of spinning", d)
+	}
+}
