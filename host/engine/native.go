@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -17,10 +18,12 @@ import (
 
 // NativeOptions configure [NewNative].
 type NativeOptions struct {
-	// CacheDir holds wazero's compiled machine code across restarts. Empty
-	// keeps the cache in memory only. The Extism engine's folder may be
-	// shared (entries are keyed by content), but the two engines compile
-	// different code for one plugin, since this one instruments it.
+	// CacheDir holds wazero's compiled machine code across restarts, and
+	// the instrumented modules it was compiled from, so a warm start skips
+	// the rewrite. Empty keeps the cache in memory only. The Extism engine's
+	// folder may be shared (entries are keyed by content), but the two
+	// engines compile different code for one plugin, since this one
+	// instruments it.
 	CacheDir string
 	// Logger receives guest log lines; nil discards them.
 	Logger *slog.Logger
@@ -31,6 +34,9 @@ type NativeOptions struct {
 type nativeEngine struct {
 	cache  wazero.CompilationCache
 	logger *slog.Logger
+	// rewrites keeps instrumented modules across restarts (see
+	// native_rewrite_cache.go); empty: every Compile instruments afresh.
+	rewrites string
 }
 
 // NewNative returns an Engine that runs the same guests as [NewExtism] (the
@@ -48,17 +54,19 @@ type nativeEngine struct {
 // differences are listed in native_kernel.go.
 func NewNative(opts NativeOptions) (Engine, error) {
 	cache := wazero.NewCompilationCache()
+	rewrites := ""
 	if opts.CacheDir != "" {
 		var err error
 		if cache, err = wazero.NewCompilationCacheWithDir(opts.CacheDir); err != nil {
 			return nil, fmt.Errorf("compilation cache: %w", err)
 		}
+		rewrites = filepath.Join(opts.CacheDir, rewriteCacheName)
 	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &nativeEngine{cache: cache, logger: logger}, nil
+	return &nativeEngine{cache: cache, logger: logger, rewrites: rewrites}, nil
 }
 
 func (e *nativeEngine) Close(ctx context.Context) error { return e.cache.Close(ctx) }
@@ -89,7 +97,7 @@ func (e *nativeEngine) Compile(ctx context.Context, wasm []byte, cfg Config) (Mo
 	}
 	// The instrumented module first (see native_interrupt.go); if it
 	// cannot be made or compiled, the module as given, stopped by wazero.
-	if instrumented, err := instrument(wasm); err == nil {
+	if instrumented, err := e.instrument(wasm); err == nil {
 		if compiled, err := m.compile(ctx, e.cache, instrumented, false); err == nil {
 			m.compiled, m.interruptible = compiled, true
 		}
