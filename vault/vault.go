@@ -64,6 +64,13 @@ type Vault struct {
 	cache    map[string]cachedGrant
 	// gen counts forgets, so a read that raced a change is not cached.
 	gen uint64
+
+	// revoking holds a slot per revocation of a replaced grant in flight;
+	// revocations beyond its capacity are skipped, not queued.
+	revoking chan struct{}
+	// revokeTimeout bounds one such revocation.
+	revokeTimeout time.Duration
+	revokes       sync.WaitGroup
 }
 
 type cachedGrant struct {
@@ -77,8 +84,12 @@ func New(st store.Store, keys *seal.Keyring, providers Providers, logger *slog.L
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Vault{store: st, keys: keys, providers: providers, logger: logger,
-		now: time.Now, refreshEarly: time.Minute, cacheFor: 30 * time.Second, cache: map[string]cachedGrant{}}
+		now: time.Now, refreshEarly: time.Minute, cacheFor: 30 * time.Second, cache: map[string]cachedGrant{},
+		revoking: make(chan struct{}, maxRevoking), revokeTimeout: 15 * time.Second}
 }
+
+// maxRevoking bounds the revocations of replaced grants in flight at once.
+const maxRevoking = 8
 
 // secrets is the sealed part of a grant.
 type secrets struct {
@@ -178,7 +189,10 @@ func newID() string {
 }
 
 // Save stores a token that subject just granted at provider, replacing any
-// earlier grant of theirs there.
+// earlier grant of theirs there. The replaced grant's tokens, unless the new
+// grant shares them, are revoked upstream in the background where the
+// provider can revoke (see revokeReplaced and WaitRevocations); that never
+// delays or fails the Save.
 func (v *Vault) Save(ctx context.Context, subject, provider string, tok Token) (store.Grant, error) {
 	now := v.now()
 	g := store.Grant{
@@ -189,11 +203,30 @@ func (v *Vault) Save(ctx context.Context, subject, provider string, tok Token) (
 	if err := v.seal(&g, secrets{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken}); err != nil {
 		return g, err
 	}
-	if err := v.store.PutGrant(ctx, g); err != nil {
-		return g, err
+	// Replace under the grant's lock, so the replaced grant is the one
+	// stored at that moment (a refresh elsewhere either finished before,
+	// and its new tokens are the ones revoked, or runs after on the new
+	// grant).
+	var (
+		old      store.Grant
+		replaced bool
+	)
+	_, err := v.store.UpdateGrant(ctx, subject, provider, func(cur store.Grant) (store.Grant, bool, error) {
+		old, replaced = cur, true
+		return g, true, nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		replaced = false
+		err = v.store.PutGrant(ctx, g)
 	}
 	v.forget(subject, provider)
+	if err != nil {
+		return g, err
+	}
 	v.logger.Info("grant saved", "subject", subject, "provider", provider, "scopes", g.Scopes)
+	if replaced {
+		v.revokeReplaced(ctx, old, tok)
+	}
 	return g, nil
 }
 
@@ -364,12 +397,11 @@ func (v *Vault) Disconnect(ctx context.Context, subject, provider string) error 
 		return err
 	}
 	if p, ok := v.providers.Provider(provider); ok {
-		if c, ok := p.(interface{ CanRevoke() bool }); ok && !c.CanRevoke() {
-			// the provider has no revocation endpoint; deleting is all we can do
-		} else if r, ok := p.(Revoker); ok {
+		// Without a revocation endpoint, deleting is all we can do.
+		if r, ok := canRevoke(p); ok {
 			if s, err := v.open(g); err == nil {
 				if err := r.RevokeGrant(ctx, Token{AccessToken: s.AccessToken, RefreshToken: s.RefreshToken}); err != nil {
-					v.logger.Warn("upstream revocation failed; deleting the grant anyway", "provider", provider, "error", err)
+					v.logger.Warn("upstream revocation failed; deleting the grant anyway", "provider", provider, "error", redact(err, s))
 				}
 			}
 		}

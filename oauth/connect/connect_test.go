@@ -54,6 +54,11 @@ type upstream struct {
 	// onExchange, if set, runs in the token endpoint before it answers a
 	// code exchange.
 	onExchange func(r *http.Request)
+	// revokeFail makes the revocation endpoint answer 500, repeating the
+	// token; revokeHold, if set, holds each revocation until it closes or
+	// the client goes away.
+	revokeFail atomic.Bool
+	revokeHold chan struct{}
 
 	mu        sync.Mutex
 	scope     string            // scope reported in token answers; "" reports none
@@ -173,6 +178,23 @@ func (u *upstream) revoke(w http.ResponseWriter, r *http.Request) {
 	u.mu.Lock()
 	u.revoked = append(u.revoked, r.PostForm.Get("token"))
 	u.mu.Unlock()
+	if u.revokeHold != nil {
+		select {
+		case <-u.revokeHold:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if u.revokeFail.Load() {
+		http.Error(w, "cannot revoke "+r.PostForm.Get("token"), http.StatusInternalServerError)
+	}
+}
+
+// revokedTokens returns the tokens sent to the revocation endpoint.
+func (u *upstream) revokedTokens() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.revoked)
 }
 
 // lastState returns the state of the latest authorization request.
@@ -1033,3 +1055,95 @@ func TestProcessKilledDuringCallback(t *testing.T) {
 // The flow reads a provider's default scopes through Scopes(); this fails
 // to compile if the provider package renames it.
 var _ interface{ Scopes() []string } = (*provider.Provider)(nil)
+
+// waitRevocations waits for the vault's background revocations.
+func (f *flow) waitRevocations() {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(f.t.Context(), proctest.Timeout)
+	defer cancel()
+	if err := f.v.WaitRevocations(ctx); err != nil {
+		f.t.Fatalf("revocations still running: %v", err)
+	}
+}
+
+// TestReconsentRevokesReplaced: connecting again with more scopes
+// replaces the grant, and the replaced grant's refresh token is revoked at
+// the provider (RFC 7009); the new grant is left alone.
+func TestReconsentRevokesReplaced(t *testing.T) {
+	f := newFlow(t)
+	wantPage(t, f.get(browser(t), f.connectURL("alice", "acme", "read")), http.StatusOK, titleConnected)
+	f.waitRevocations()
+	if got := f.up.revokedTokens(); len(got) != 0 {
+		t.Errorf("the first connection revoked %q", got)
+	}
+	wantPage(t, f.get(browser(t), f.connectURL("alice", "acme", "read", "write")), http.StatusOK, titleConnected)
+	f.waitRevocations()
+	f.up.mu.Lock()
+	oldRT, newAT, newRT := f.up.tokens[1], f.up.tokens[2], f.up.tokens[3]
+	f.up.mu.Unlock()
+	if got := f.up.revokedTokens(); !slices.Equal(got, []string{oldRT}) {
+		t.Errorf("revoked %q upstream after the re-consent; want the replaced grant's refresh token %q", got, oldRT)
+	}
+	if tok, aerr := f.v.Credential(t.Context(), "alice", "acme", []string{"write"}); aerr != nil || tok != newAT {
+		t.Errorf("credential after the re-consent: %q, %v; want %q", tok, aerr, newAT)
+	}
+	if !strings.Contains(f.logs.String(), "replaced grant revoked upstream") {
+		t.Errorf("the revocation is not logged:\n%s", f.logs.String())
+	}
+	// Disconnecting now revokes the new grant, not the old one again.
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/connect/acme/disconnect", nil)
+	req.Header.Set(subjectHdr, "alice")
+	wantPage(t, f.do(browser(t), req), http.StatusOK, "Disconnected acme")
+	if got := f.up.revokedTokens(); !slices.Equal(got, []string{oldRT, newRT}) {
+		t.Errorf("revoked %q; want %q then %q", got, oldRT, newRT)
+	}
+}
+
+// TestReconsentRevokeFails: a provider that refuses the revocation (and
+// repeats the token), or does not answer, neither fails nor delays the
+// connection; the failure is logged without the token.
+func TestReconsentRevokeFails(t *testing.T) {
+	t.Run("refused", func(t *testing.T) {
+		f := newFlow(t)
+		f.up.revokeFail.Store(true)
+		wantPage(t, f.get(browser(t), f.connectURL("alice", "acme", "read")), http.StatusOK, titleConnected)
+		wantPage(t, f.get(browser(t), f.connectURL("alice", "acme", "read", "write")), http.StatusOK, titleConnected)
+		f.waitRevocations()
+		if len(f.up.revokedTokens()) != 1 || !strings.Contains(f.logs.String(), "upstream revocation of the replaced grant failed") {
+			t.Errorf("revoked %q; the failure is not logged:\n%s", f.up.revokedTokens(), f.logs.String())
+		}
+		if g, ok := f.grant("alice", "acme"); !ok || !slices.Equal(g.Scopes, []string{"read", "write"}) {
+			t.Errorf("after a refused revocation the grant is %+v, %v; want the new one", g, ok)
+		}
+		// checkLogs, at cleanup, looks for the tokens in the log.
+	})
+	t.Run("unanswered", func(t *testing.T) {
+		f := newFlow(t)
+		f.up.revokeHold = make(chan struct{})
+		wantPage(t, f.get(browser(t), f.connectURL("alice", "acme", "read")), http.StatusOK, titleConnected)
+		start := time.Now()
+		wantPage(t, f.get(browser(t), f.connectURL("alice", "acme", "read", "write")), http.StatusOK, titleConnected)
+		took := time.Since(start)
+		f.up.mu.Lock()
+		newAT := f.up.tokens[2]
+		f.up.mu.Unlock()
+		if tok, aerr := f.v.Credential(t.Context(), "alice", "acme", []string{"write"}); aerr != nil || tok != newAT {
+			t.Errorf("credential while the revocation hangs: %q, %v; want %q", tok, aerr, newAT)
+		}
+		// The revocation is still at the provider: the page did not wait.
+		deadline := time.Now().Add(proctest.Timeout)
+		for len(f.up.revokedTokens()) == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		short, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+		defer cancel()
+		if err := f.v.WaitRevocations(short); err == nil {
+			t.Errorf("the revocation had ended; the re-consent (%v) may have waited for it", took)
+		}
+		close(f.up.revokeHold)
+		f.waitRevocations()
+		if len(f.up.revokedTokens()) != 1 {
+			t.Errorf("revoked %q; want the replaced refresh token once", f.up.revokedTokens())
+		}
+	})
+}

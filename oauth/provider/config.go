@@ -42,6 +42,11 @@ type Config struct {
 	// RevokeHeaders are extra headers sent to RevokeURL (Notion wants a
 	// Notion-Version header there).
 	RevokeHeaders map[string]string `json:"revoke_headers,omitempty"`
+	// RevokeEndsAuthorization says that revoking any one token at RevokeURL
+	// ends every token the person granted this client, not just the one
+	// sent. A grant replaced by a new consent is then not revoked (the new
+	// grant would end too), unless the two are of different accounts.
+	RevokeEndsAuthorization bool `json:"revoke_ends_authorization,omitempty"`
 
 	// ClientID is the OAuth client id. Empty in a preset means the preset
 	// is not configured; the environment variable ALTERHOST_<NAME>_CLIENT_ID
@@ -274,8 +279,9 @@ func (c *Config) check() []Problem {
 		add("revoke_style", fmt.Sprintf("%q is not a revocation style", c.RevokeStyle),
 			`use "rfc7009", "json", "bearer" or "github"`)
 	}
-	if c.RevokeURL == "" && (c.RevokeStyle != "" || len(c.RevokeHeaders) > 0) {
-		add("revoke_url", "is missing but revoke_style or revoke_headers is set", "set revoke_url, or drop the others")
+	if c.RevokeURL == "" && (c.RevokeStyle != "" || len(c.RevokeHeaders) > 0 || c.RevokeEndsAuthorization) {
+		add("revoke_url", "is missing but revoke_style, revoke_headers or revoke_ends_authorization is set",
+			"set revoke_url, or drop the others")
 	}
 	for _, k := range sortedKeys(c.RevokeHeaders) {
 		v := c.RevokeHeaders[k]

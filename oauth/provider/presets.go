@@ -23,8 +23,9 @@ func Presets() []Config {
 			TokenURL:    "https://github.com/login/oauth/access_token",
 			// The REST API's "delete an app authorization": it removes the
 			// grant and every token of it, and takes the access token.
-			RevokeURL:   "https://api.github.com/applications/{client_id}/grant",
-			RevokeStyle: RevokeGitHub,
+			RevokeURL:               "https://api.github.com/applications/{client_id}/grant",
+			RevokeStyle:             RevokeGitHub,
+			RevokeEndsAuthorization: true,
 			// No default scopes: without any, a token reads public data;
 			// tools ask for "repo" and the like. GitHub Apps ignore scopes.
 			// Requests take spaces, responses list scopes with commas.
@@ -37,17 +38,20 @@ func Presets() []Config {
 			InvalidGrantErrors: []string{"bad_refresh_token"},
 		},
 		{
-			Name:           "google",
-			DisplayName:    "Google",
-			AuthURL:        "https://accounts.google.com/o/oauth2/v2/auth",
-			TokenURL:       "https://oauth2.googleapis.com/token",
-			RevokeURL:      "https://oauth2.googleapis.com/revoke",
-			RevokeStyle:    RevokeRFC7009,
-			Scopes:         []string{"openid", "email"}, // Google refuses a request without scope
-			ScopeSeparator: " ",
-			PKCE:           true,
-			TokenAuth:      TokenAuthParams,
-			APIHosts:       []abi.HostPattern{"*.googleapis.com"},
+			Name:        "google",
+			DisplayName: "Google",
+			AuthURL:     "https://accounts.google.com/o/oauth2/v2/auth",
+			TokenURL:    "https://oauth2.googleapis.com/token",
+			RevokeURL:   "https://oauth2.googleapis.com/revoke",
+			RevokeStyle: RevokeRFC7009,
+			// Revoking either token removes the app's access to the account:
+			// every token of it ends, a newer consent's included.
+			RevokeEndsAuthorization: true,
+			Scopes:                  []string{"openid", "email"}, // Google refuses a request without scope
+			ScopeSeparator:          " ",
+			PKCE:                    true,
+			TokenAuth:               TokenAuthParams,
+			APIHosts:                []abi.HostPattern{"*.googleapis.com"},
 			ExtraAuthParams: map[string]string{
 				// A refresh token at every consent, not just the first.
 				"access_type": "offline",

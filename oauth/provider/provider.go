@@ -175,6 +175,11 @@ func (p *Provider) Configured() bool {
 // CanRevoke reports whether the provider has a revocation endpoint.
 func (p *Provider) CanRevoke() bool { return p.cfg.RevokeURL != "" }
 
+// RevokeEndsAuthorization reports whether revoking one token ends every
+// token of the person's authorization (implements
+// vault.AuthorizationRevoker).
+func (p *Provider) RevokeEndsAuthorization() bool { return p.cfg.RevokeEndsAuthorization }
+
 // oauth2Config returns the x/oauth2 view of p for one request. It is built
 // per call so the secret lives in p's box only.
 func (p *Provider) oauth2Config(redirectURL string) *oauth2.Config {

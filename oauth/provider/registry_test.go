@@ -167,6 +167,9 @@ func TestLoadErrors(t *testing.T) {
 			[]string{`"redirect_uri" is set by alterhost`}},
 		{"bad style", `{"providers": [{"name": "gitlab", "token_auth": "cookie", "revoke_style": "smoke"}]}`, nil,
 			[]string{`token_auth: "cookie"`, `revoke_style: "smoke"`}},
+		{"ends authorization without revoke url", `{"providers": [{"name": "microsoft", "revoke_ends_authorization": true}]}`,
+			env{"ALTERHOST_MICROSOFT_CLIENT_ID": "a", "ALTERHOST_MICROSOFT_CLIENT_SECRET": "s"},
+			[]string{`providers[0] ("microsoft") revoke_url: is missing but revoke_style, revoke_headers or revoke_ends_authorization is set`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""
@@ -271,5 +274,37 @@ func TestSecretNeverPrinted(t *testing.T) {
 	b, _ := json.Marshal(p)
 	if !strings.Contains(string(b), `"client_secret":"[redacted]"`) || !strings.Contains(string(b), `"configured":true`) {
 		t.Errorf("MarshalJSON = %s", b)
+	}
+}
+
+// TestRevokeEndsAuthorization: the presets whose revocation ends every
+// token of the person's authorization say so (the vault then leaves a
+// replaced grant alone), the others do not, and a file can change it.
+func TestRevokeEndsAuthorization(t *testing.T) {
+	ends := map[string]bool{"github": true, "google": true}
+	for _, c := range Presets() {
+		c.ClientID = "a"
+		p, err := New(c, WithClientSecret("s"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.RevokeEndsAuthorization() != ends[c.Name] {
+			t.Errorf("%s: RevokeEndsAuthorization() = %v; want %v", c.Name, p.RevokeEndsAuthorization(), ends[c.Name])
+		}
+	}
+	path := writeConfig(t, `{"providers": [{"name": "slack", "client_id": "a", "revoke_ends_authorization": true},
+		{"name": "google", "client_id": "b", "revoke_ends_authorization": false}]}`)
+	reg, err := load(path, env{"ALTERHOST_SLACK_CLIENT_SECRET": "s", "ALTERHOST_GOOGLE_CLIENT_SECRET": "s"}.get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"slack": true, "google": false} {
+		p, ok := reg.Provider(name)
+		if !ok {
+			t.Fatalf("no provider %s", name)
+		}
+		if got := p.(*Provider).RevokeEndsAuthorization(); got != want {
+			t.Errorf("%s from the file: RevokeEndsAuthorization() = %v; want %v", name, got, want)
+		}
 	}
 }

@@ -127,3 +127,5 @@ func (p *Provider) revokeRequest(ctx context.Context, token string) (*http.Reque
 	}
 	return req, nil
 }
+
+var _ vault.AuthorizationRevoker = (*Provider)(nil)
