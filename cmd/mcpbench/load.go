@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"reflect"
 	"time"
 
@@ -34,6 +35,10 @@ type record struct {
 	// without -server-pid.
 	ServerCPUus float64 `json:"server_cpu_us_per_call,omitempty"`
 	ServerUtil  float64 `json:"server_cpu_util,omitempty"`
+	// LoadUtil is the share of one core the load generator used: near
+	// or above 1 on a pinned core, the client, not the server, bounds
+	// the calls per second.
+	LoadUtil float64 `json:"load_cpu_util,omitempty"`
 }
 
 func (r record) String() string {
@@ -41,6 +46,9 @@ func (r record) String() string {
 		r.Label, r.Tool, r.Sessions, r.OK, r.Failed, r.Elapsed, r.Rate, r.P50us, r.P99us, r.MaxUs)
 	if r.ServerCPUus > 0 {
 		s += fmt.Sprintf("; server CPU %.0f µs/call, %.0f%% of a core", r.ServerCPUus, 100*r.ServerUtil)
+	}
+	if r.LoadUtil > 0 {
+		s += fmt.Sprintf("; load generator %.0f%% of a core", 100*r.LoadUtil)
 	}
 	return s
 }
@@ -136,11 +144,16 @@ func runLoad(ctx context.Context, c loadConfig) (*record, error) {
 			return nil, err
 		}
 	}
+	self0, selfErr := load.CPUTime(os.Getpid())
 	res := load.Fixed(ctx, c.sessions, c.calls, 30*time.Second, call)
+	self1, selfErr1 := load.CPUTime(os.Getpid())
 	rec := &record{
 		Label: c.label, Tool: c.tool, Protocol: c.protocol, Sessions: c.sessions,
 		OK: res.OK, Failed: res.Failed, Rate: res.Rate(), Elapsed: res.Elapsed.Seconds(),
 		P50us: micros(res.Quantile(0.5)), P99us: micros(res.Quantile(0.99)), MaxUs: micros(res.Quantile(1)),
+	}
+	if selfErr == nil && selfErr1 == nil && res.Elapsed > 0 {
+		rec.LoadUtil = (self1 - self0).Seconds() / res.Elapsed.Seconds()
 	}
 	if c.serverPID > 0 {
 		cpu1, err := load.CPUTime(c.serverPID)

@@ -102,7 +102,7 @@ func TestSummary(t *testing.T) {
 	var recs []record
 	add := func(label string, sessions int, p50, rate float64) {
 		recs = append(recs, record{Label: label, Tool: "reverse", Protocol: "p", Sessions: sessions,
-			P50us: p50, P99us: 2 * p50, Rate: rate, ServerCPUus: 100})
+			P50us: p50, P99us: 2 * p50, Rate: rate, ServerCPUus: 100, ServerUtil: 0.5, LoadUtil: 0.25})
 	}
 	// Three runs each; the medians are the middle values.
 	for _, r := range [][2]float64{{300, 3000}, {200, 5000}, {250, 4000}} {
@@ -117,10 +117,10 @@ func TestSummary(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	want := []string{
-		`^\| reverse \| p \| 1 \| go-sdk \| 3 \| 250 µs \| 500 µs \| 4000 \| 100 µs \| – \| – \| baseline \|$`,
-		`^\| reverse \| p \| 1 \| wasm \| 3 \| 300 µs \| 600 µs \| 3800 \| 100 µs \| 1\.20× \| 0\.95× \| p50 \*\*missed\*\*, calls/s met \|$`,
+		`^\| reverse \| p \| 1 \| go-sdk \| 3 \| 250 µs \| 500 µs \| 4000 \| 100 µs \| 50 % / 25 % \| – \| – \| – \| baseline \|$`,
+		`^\| reverse \| p \| 1 \| wasm \| 3 \| 300 µs \| 600 µs \| 3800 \| 100 µs \| 50 % / 25 % \| 1\.20× \| 0\.95× \| 1\.00× \| p50 \*\*missed\*\*, calls/s met \|$`,
 		`^\| reverse \| p \| 16 \| go-sdk \| 3 \| 2500 µs \| 5000 µs \| 4000 \|`,
-		`^\| reverse \| p \| 16 \| wasm \| 3 \| 2500 µs \| 5000 µs \| 3200 \| 100 µs \| 1\.00× \| 0\.80× \| p50 met, calls/s \*\*missed\*\* \|$`,
+		`^\| reverse \| p \| 16 \| wasm \| 3 \| 2500 µs \| 5000 µs \| 3200 \| 100 µs \| 50 % / 25 % \| 1\.00× \| 0\.80× \| 1\.00× \| p50 met, calls/s \*\*missed\*\* \|$`,
 	}
 	if len(lines) != 2+len(want) {
 		t.Fatalf("summary:\n%s", b.String())

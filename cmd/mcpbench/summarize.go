@@ -121,28 +121,35 @@ func writeSummary(w io.Writer, recs []record, baseline string) error {
 		rows = append(rows, set...)
 	}
 
-	fmt.Fprintln(w, "| tool | protocol | sessions | server | runs | p50 | p99 | calls/s | server CPU/call | p50 ratio | calls/s ratio | targets |")
-	fmt.Fprintln(w, "|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|---|")
+	fmt.Fprintln(w, "| tool | protocol | sessions | server | runs | p50 | p99 | calls/s | server CPU/call | CPU use server / load | p50 ratio | calls/s ratio | server CPU/call ratio | targets |")
+	fmt.Fprintln(w, "|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 	for _, g := range rows {
 		p50 := g.median(func(r record) float64 { return r.P50us })
 		rate := g.median(func(r record) float64 { return r.Rate })
 		cpu := "–"
-		if c := g.median(func(r record) float64 { return r.ServerCPUus }); c > 0 {
+		c := g.median(func(r record) float64 { return r.ServerCPUus })
+		if c > 0 {
 			cpu = fmtMicros(c)
 		}
-		ratios := "| – | – | baseline"
+		ratios := "| – | – | – | baseline"
 		if g.label != baseline {
-			ratios = "| – | – | no baseline"
+			ratios = "| – | – | – | no baseline"
 			if b := groups[key{g.tool, g.protocol, baseline, g.sessions}]; b != nil {
 				pr := p50 / b.median(func(r record) float64 { return r.P50us })
 				rr := rate / b.median(func(r record) float64 { return r.Rate })
-				ratios = fmt.Sprintf("| %.2f× | %.2f× | p50 %s, calls/s %s", pr, rr,
+				cr := "–"
+				if bc := b.median(func(r record) float64 { return r.ServerCPUus }); bc > 0 && c > 0 {
+					cr = fmt.Sprintf("%.2f×", c/bc)
+				}
+				ratios = fmt.Sprintf("| %.2f× | %.2f× | %s | p50 %s, calls/s %s", pr, rr, cr,
 					verdict(pr <= maxP50Ratio), verdict(rr >= minRateRatio))
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %s | %d | %s | %s | %.0f | %s %s |\n",
+		use := fmt.Sprintf("%.0f %% / %.0f %%", 100*g.median(func(r record) float64 { return r.ServerUtil }),
+			100*g.median(func(r record) float64 { return r.LoadUtil }))
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %d | %s | %s | %.0f | %s | %s %s |\n",
 			g.tool, g.protocol, g.sessions, g.label, len(g.runs), fmtMicros(p50),
-			fmtMicros(g.median(func(r record) float64 { return r.P99us })), rate, cpu, ratios)
+			fmtMicros(g.median(func(r record) float64 { return r.P99us })), rate, cpu, use, ratios)
 	}
 	return nil
 }
