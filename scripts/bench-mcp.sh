@@ -121,7 +121,9 @@ done
 
 results="${out:-$tmp/results.jsonl}"
 : >"$results"
-echo "# MCP-level benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+git diff --quiet HEAD -- 2>/dev/null || commit="$commit with uncommitted changes"
+echo "# MCP-level benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit"
 echo "# $(nproc) cores, $pinning; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $runs runs x tools ($tools) x sessions ($sessions) x protocols ($protocols), $calls timed calls each"
 for run in $(seq "$runs"); do

@@ -108,13 +108,23 @@ func runLoad(ctx context.Context, c loadConfig) (*record, error) {
 	defer cancel()
 
 	sessions := make([]*mcp.ClientSession, 0, c.sessions)
+	var clients []*http.Client
 	defer func() {
 		for _, s := range sessions {
 			s.Close()
 		}
+		for _, hc := range clients {
+			hc.CloseIdleConnections()
+		}
 	}()
 	for range c.sessions {
-		s, err := connect(ctx, c.url, c.protocol)
+		// Each session has an HTTP client of its own, as separate MCP
+		// clients would, with room to keep its connections open: the
+		// default of two idle connections per host would make sessions
+		// open new TCP connections under load and measure that instead.
+		hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 8, MaxIdleConnsPerHost: 8, IdleConnTimeout: time.Minute}}
+		clients = append(clients, hc)
+		s, err := connect(ctx, hc, c.url, c.protocol)
 		if err != nil {
 			return nil, err
 		}
@@ -174,12 +184,8 @@ func runLoad(ctx context.Context, c loadConfig) (*record, error) {
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
-// connect opens one client session. Each has an HTTP client of its own, as
-// separate MCP clients would, with room to keep its connections open: the
-// default of two idle connections per host would make sessions open new
-// TCP connections under load and measure that instead.
-func connect(ctx context.Context, url, protocol string) (*mcp.ClientSession, error) {
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 8, MaxIdleConnsPerHost: 8, IdleConnTimeout: time.Minute}}
+// connect opens one client session over hc.
+func connect(ctx context.Context, hc *http.Client, url, protocol string) (*mcp.ClientSession, error) {
 	t := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpbench", Version: "bench"}, nil)
 	s, err := client.Connect(ctx, t, &mcp.ClientSessionOptions{ProtocolVersion: protocol})
