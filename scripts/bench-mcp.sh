@@ -121,8 +121,11 @@ done
 
 results="${out:-$tmp/results.jsonl}"
 : >"$results"
-commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-git diff --quiet HEAD -- 2>/dev/null || commit="$commit with uncommitted changes"
+if commit="$(git rev-parse --short HEAD 2>/dev/null)"; then
+	git diff --quiet HEAD -- || commit="$commit with uncommitted changes"
+else
+	commit="unknown (not a git checkout)"
+fi
 echo "# MCP-level benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit"
 echo "# $(nproc) cores, $pinning; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $runs runs x tools ($tools) x sessions ($sessions) x protocols ($protocols), $calls timed calls each"
