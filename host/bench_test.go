@@ -6,6 +6,13 @@ package host_test
 //
 // Benchmarks named .../native and .../wasm form a pair: the same tool, the
 // same input, written in Go and run in-process, or served by a plugin.
+// Every benchmark that runs a plugin runs it under both engines, named
+// first: Name/engine=extism/... (the Extism Go SDK, the reference) and
+// Name/engine=native/... (alterhost's own kernel); the native baseline
+// is measured again beside each, in the same run. A .../wasm benchmark
+// without a .../native sibling pairs with the nearest native one above it
+// (AlterRequestTool/engine=native/c/wasm with
+// AlterRequestTool/engine=native/native).
 // The example plugins are built once per process, lazily, the first time a
 // benchmark needs them, so plain `go test` does none of this work.
 
@@ -15,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode"
@@ -35,7 +44,10 @@ import (
 	"github.com/alterhost/alterhost/host"
 	"github.com/alterhost/alterhost/host/engine"
 	"github.com/alterhost/alterhost/host/plugin"
+	"github.com/alterhost/alterhost/vault"
 	"github.com/alterhost/alterhost/vault/egress"
+	"github.com/alterhost/alterhost/vault/seal"
+	"github.com/alterhost/alterhost/vault/store/sqlite"
 )
 
 // ---- Native implementations ------------------------------------------
@@ -157,13 +169,39 @@ var edgeArgs = []string{
 
 // ---- Fixture ------------------------------------------------------------
 
-// fixture is built once per process by the first benchmark that needs it.
+// benchEngine is one of the engines the wasm benchmarks run under.
+type benchEngine struct {
+	// name is the engine's --engine name, and the sub-benchmark's
+	// "engine=NAME".
+	name string
+	new  func(cacheDir string) (engine.Engine, error)
+}
+
+var engines = []benchEngine{
+	{"extism", func(dir string) (engine.Engine, error) {
+		return engine.NewExtism(engine.ExtismOptions{CacheDir: dir})
+	}},
+	{"native", func(dir string) (engine.Engine, error) {
+		return engine.NewNative(engine.NativeOptions{CacheDir: dir})
+	}},
+}
+
+// eachEngine runs bench once per engine, as sub-benchmark engine=NAME.
+func eachEngine(b *testing.B, bench func(b *testing.B, e benchEngine)) {
+	for _, e := range engines {
+		b.Run("engine="+e.name, func(b *testing.B) { bench(b, e) })
+	}
+}
+
+// fixture is built once per process and engine by the first benchmark
+// that needs it.
 type fixture struct {
-	dir   string // built plugins: text.wasm, web.wasm
-	specs map[string]*plugin.Spec
+	dir    string // built plugins: text.wasm, web.wasm, sandbox.wasm
+	specs  map[string]*plugin.Spec
+	engine benchEngine
 
 	// Engine level: plugins loaded straight on an engine.
-	engine  engine.Engine
+	eng     engine.Engine
 	plugins map[string]*plugin.Plugin
 
 	// MCP level, built on first use.
@@ -175,9 +213,8 @@ type fixture struct {
 var discard = slog.New(slog.DiscardHandler)
 
 var (
-	fixOnce  sync.Once
-	fix      *fixture
-	fixErr   error
+	fixMu    sync.Mutex
+	fixtures = map[string]*fixture{} // by engine name
 	cleanups []func()
 	cleanMu  sync.Mutex
 )
@@ -241,41 +278,41 @@ func buildPlugins(tb testing.TB) string {
 	return builtDir
 }
 
-// getFixture loads the built example plugins once.
-func getFixture(b *testing.B) *fixture {
+// getFixture loads the built example plugins on e, once per engine.
+func getFixture(b *testing.B, e benchEngine) *fixture {
 	b.Helper()
 	dir := buildPlugins(b)
-	fixOnce.Do(func() {
-		var err error
-		f := &fixture{dir: dir, specs: map[string]*plugin.Spec{}, plugins: map[string]*plugin.Plugin{}}
-		for _, name := range []string{"text", "web"} {
-			if f.specs[name], err = plugin.Read(filepath.Join(dir, name+".wasm")); err != nil {
-				fixErr = err
-				return
-			}
-		}
-		if f.engine, err = engine.NewExtism(engine.ExtismOptions{}); err != nil {
-			fixErr = err
-			return
-		}
-		ctx := context.Background()
-		atExit(func() { f.engine.Close(ctx) })
-		h := &plugin.Host{Engine: f.engine, Outbound: egress.New(egress.Options{}), Logger: discard}
-		for name, spec := range f.specs {
-			p, err := h.Load(ctx, spec)
-			if err != nil {
-				fixErr = err
-				return
-			}
-			atExit(func() { p.Close(ctx) })
-			f.plugins[name] = p
-		}
-		fix = f
-	})
-	if fixErr != nil {
-		b.Fatal(fixErr)
+	fixMu.Lock()
+	defer fixMu.Unlock()
+	if f := fixtures[e.name]; f != nil {
+		return f
 	}
-	return fix
+	f := &fixture{dir: dir, engine: e, specs: map[string]*plugin.Spec{}, plugins: map[string]*plugin.Plugin{}}
+	for _, name := range []string{"text", "web"} {
+		spec, err := plugin.Read(filepath.Join(dir, name+".wasm"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.specs[name] = spec
+	}
+	var err error
+	if f.eng, err = e.new(""); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	eng := f.eng
+	atExit(func() { eng.Close(ctx) })
+	h := &plugin.Host{Engine: f.eng, Outbound: egress.New(egress.Options{}), Logger: discard}
+	for name, spec := range f.specs {
+		p, err := h.Load(ctx, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		atExit(func() { p.Close(ctx) })
+		f.plugins[name] = p
+	}
+	fixtures[e.name] = f
+	return f
 }
 
 // server returns host.New over the built plugins folder.
@@ -289,7 +326,7 @@ func (f *fixture) server(b *testing.B) *host.Server {
 		}
 		atExit(func() { os.RemoveAll(data) })
 		f.srv, f.srvErr = host.New(context.Background(), host.Config{PluginsDir: f.dir, DataDir: data,
-			BaseURL: "http://127.0.0.1:1", Version: "bench"})
+			BaseURL: "http://127.0.0.1:1", Version: "bench", Engine: f.engine.name})
 		if f.srvErr == nil {
 			srv := f.srv
 			atExit(func() { srv.Close(context.Background()) })
@@ -327,8 +364,10 @@ func checkWarm(b *testing.B, p *plugin.Plugin, before int64) {
 	}
 }
 
-func BenchmarkWordCount(b *testing.B) {
-	f := getFixture(b)
+func BenchmarkWordCount(b *testing.B) { eachEngine(b, benchWordCount) }
+
+func benchWordCount(b *testing.B, e benchEngine) {
+	f := getFixture(b, e)
 	p, tool := f.tool(b, "text", "word_count")
 	ctx := context.Background()
 
@@ -380,8 +419,10 @@ func BenchmarkWordCount(b *testing.B) {
 
 // BenchmarkNow shows the cost of a Go guest (the Go runtime inside the
 // module) on a tool that does almost nothing.
-func BenchmarkNow(b *testing.B) {
-	f := getFixture(b)
+func BenchmarkNow(b *testing.B) { eachEngine(b, benchNow) }
+
+func benchNow(b *testing.B, e benchEngine) {
+	f := getFixture(b, e)
 	p, tool := f.tool(b, "web", "now")
 	ctx := context.Background()
 	args := []byte(`{}`)
@@ -529,8 +570,10 @@ func benchMCP(b *testing.B, f *fixture, native, wasm *mcp.ClientSession) {
 	}
 }
 
-func BenchmarkMCP(b *testing.B) {
-	f := getFixture(b)
+func BenchmarkMCP(b *testing.B) { eachEngine(b, benchMCPLevel) }
+
+func benchMCPLevel(b *testing.B, e benchEngine) {
+	f := getFixture(b, e)
 	srv := f.server(b)
 	if !slices.ContainsFunc(srv.Catalog().Tools, func(t plugin.Binding) bool { return t.Tool.Name == "word_count" }) {
 		b.Fatal("the host serves no word_count tool")
@@ -552,6 +595,247 @@ func BenchmarkMCP(b *testing.B) {
 	})
 }
 
+// ---- 2b. alter_request through the full path ----------------------------
+
+const (
+	toolSubject = "alice"
+	// toolToken is as long as a GitHub OAuth token (gho_ + 36).
+	toolToken = "gho_0123456789abcdefghijABCDEFGHIJ012345"
+	// sandboxHost is the host the sandbox plugins call; the egress client
+	// sends it to the loopback upstream instead.
+	sandboxHost = "sandbox.alterhost.test"
+	// whoamiBody is the upstream's answer, spaced so that compacting it is
+	// real work, as the plugins do.
+	whoamiBody = `{"authenticated": true, "token_seen": true, "scopes": ["read"], "account": "sandbox-user"}`
+)
+
+// sandboxProvider is the vault's view of the sandbox provider: its
+// credentials may go to sandboxHost; refresh is never needed.
+type sandboxProvider struct{}
+
+func (sandboxProvider) Name() string                { return "sandbox" }
+func (sandboxProvider) APIHosts() []abi.HostPattern { return []abi.HostPattern{sandboxHost} }
+func (sandboxProvider) Refresh(context.Context, string) (vault.Token, error) {
+	return vault.Token{}, errors.New("the benchmark's grant does not expire")
+}
+
+type sandboxProviders struct{}
+
+func (sandboxProviders) Provider(name string) (vault.Provider, bool) {
+	return sandboxProvider{}, name == "sandbox"
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// whoamiNative is the sandbox plugins' whoami written in Go: the same
+// argument check, GET with the bearer token, status check and JSON
+// compaction.
+func whoamiNative(ctx context.Context, client *http.Client, url string, args []byte) ([]byte, error) {
+	var in struct{}
+	if err := json.Unmarshal(args, &in); err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Authorization", "Bearer "+toolToken)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("the sandbox API answered %d", resp.StatusCode)
+	}
+	var out bytes.Buffer
+	if err := json.Compact(&out, body); err != nil || !bytes.HasPrefix(out.Bytes(), []byte("{")) {
+		return nil, fmt.Errorf("the sandbox API answered %d with something that is not a JSON object", resp.StatusCode)
+	}
+	return out.Bytes(), nil
+}
+
+var (
+	cSandboxOnce sync.Once
+	cSandbox     *plugin.Spec
+	cSandboxErr  error
+)
+
+// cSandboxSpec builds examples/c/sandbox once per process, as
+// scripts/build-plugins.sh builds the C plugins, with its manifest beside
+// it.
+func cSandboxSpec(b *testing.B) *plugin.Spec {
+	b.Helper()
+	buildPlugins(b) // skips without clang and wasm-ld
+	cSandboxOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "alterhost-csandbox-")
+		if err != nil {
+			cSandboxErr = err
+			return
+		}
+		atExit(func() { os.RemoveAll(dir) })
+		src := filepath.Join("..", "examples", "c", "sandbox")
+		cmd := exec.Command("clang", "--target=wasm32", "-nostdlib", "-O2", "-I", filepath.Join("..", "abi", "c"),
+			"-Wl,--no-entry", "-o", filepath.Join(dir, "sandbox.wasm"), filepath.Join(src, "sandbox.c"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			cSandboxErr = fmt.Errorf("building examples/c/sandbox: %v\n%s", err, out)
+			return
+		}
+		manifest, err := os.ReadFile(filepath.Join(src, "alter.json"))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "sandbox.alter.json"), manifest, 0o644)
+		}
+		if err != nil {
+			cSandboxErr = err
+			return
+		}
+		cSandbox, cSandboxErr = plugin.Read(filepath.Join(dir, "sandbox.wasm"))
+	})
+	if cSandboxErr != nil {
+		b.Fatal(cSandboxErr)
+	}
+	return cSandbox
+}
+
+// BenchmarkAlterRequestTool is one tool call whose guest makes one
+// alter_request, through the full path: plugin.Plugin.Call, the guest
+// (the sandbox example's whoami, in C and in Go), the host function,
+// policy, the vault (SQLite in a temporary folder, the grant cached after
+// the first call, as in service), the egress client with its audit writer,
+// and an HTTP upstream on 127.0.0.1. The baseline (.../native) is Go doing
+// what whoami does with a plain http.Client and the same bearer token. The
+// egress client reaches the upstream through a RoundTripper that rewrites
+// the sandbox host to the upstream's address (one request clone per
+// call, counted against wasm).
+func BenchmarkAlterRequestTool(b *testing.B) {
+	buildPlugins(b)
+	var seen atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+toolToken || r.URL.Path != "/api/whoami" {
+			http.Error(w, `{"error":"invalid_token"}`, http.StatusUnauthorized)
+			return
+		}
+		seen.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, whoamiBody)
+	}))
+	defer up.Close()
+	upHost := strings.TrimPrefix(up.URL, "http://")
+
+	// The vault, its store and audit trail, with alice's grant saved.
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), vault.DatabaseFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	keys, err := seal.New(map[string][]byte{"k1": bytes.Repeat([]byte{7}, 32)}, "k1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := vault.New(st, keys, sandboxProviders{}, nil)
+	if _, err := v.Save(ctx, toolSubject, "sandbox", vault.Token{AccessToken: toolToken, RefreshToken: "r",
+		Scopes: []string{"read", "write"}, Expiry: time.Now().Add(24 * time.Hour)}); err != nil {
+		b.Fatal(err)
+	}
+	auditor := vault.NewAuditor(st, nil)
+	defer auditor.Close()
+	out := egress.New(egress.Options{Providers: sandboxProviders{}, Credentials: v, Audit: auditor, AllowPrivate: true,
+		Transport: func(base http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if r.URL.Host != sandboxHost {
+					return nil, fmt.Errorf("the benchmark serves only %s, not %s", sandboxHost, r.URL.Host)
+				}
+				r = r.Clone(r.Context())
+				r.URL.Scheme, r.URL.Host, r.Host = "http", upHost, upHost
+				return base.RoundTrip(r)
+			})
+		}})
+	callCtx := vault.WithIdentity(ctx, vault.Identity{Subject: toolSubject, Agent: "bench"})
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	defer client.CloseIdleConnections()
+	target := up.URL + "/api/whoami"
+	args := []byte(`{}`)
+	want, err := whoamiNative(callCtx, client, target, args)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	guests := []struct {
+		name string
+		spec func(*testing.B) *plugin.Spec
+	}{
+		{"c", cSandboxSpec},
+		{"go", func(b *testing.B) *plugin.Spec {
+			spec, err := plugin.Read(filepath.Join(buildPlugins(b), "sandbox.wasm"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return spec
+		}},
+	}
+	eachEngine(b, func(b *testing.B, e benchEngine) {
+		eng, err := e.new("")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer eng.Close(ctx)
+		h := &plugin.Host{Engine: eng, Outbound: out, Logger: discard}
+		b.Run("native", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := whoamiNative(callCtx, client, target, args); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		for _, g := range guests {
+			p, err := h.Load(ctx, g.spec(b))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close(ctx)
+			var tool *abi.Tool
+			for i := range p.Manifest.Tools {
+				if p.Manifest.Tools[i].Name == "whoami" {
+					tool = &p.Manifest.Tools[i]
+				}
+			}
+			if tool == nil {
+				b.Fatalf("the %s sandbox plugin has no whoami tool", g.name)
+			}
+			// The same answer as native, and the upstream saw the token,
+			// before anything is timed.
+			before := seen.Load()
+			got, err := p.Call(callCtx, tool, args)
+			if err != nil || !bytes.Equal(got, want) {
+				b.Fatalf("%s whoami through the host: %s, %v; native %s", g.name, got, err, want)
+			}
+			if seen.Load() != before+1 {
+				b.Fatalf("%s whoami: the upstream did not see the bearer token", g.name)
+			}
+			b.Run(g.name+"/wasm", func(b *testing.B) {
+				b.ReportAllocs()
+				before := p.Instantiations()
+				for b.Loop() {
+					if _, err := p.Call(callCtx, tool, args); err != nil {
+						b.Fatal(err)
+					}
+				}
+				checkWarm(b, p, before)
+			})
+		}
+	})
+}
+
 // ---- 3. Compile and instantiate -----------------------------------------
 
 func engineConfig(spec *plugin.Spec) engine.Config {
@@ -565,9 +849,9 @@ func engineConfig(spec *plugin.Spec) engine.Config {
 }
 
 // compileOnce compiles wasm on a new engine over cacheDir and closes both.
-func compileOnce(b *testing.B, cacheDir string, spec *plugin.Spec) {
+func compileOnce(b *testing.B, be benchEngine, cacheDir string, spec *plugin.Spec) {
 	ctx := context.Background()
-	e, err := engine.NewExtism(engine.ExtismOptions{CacheDir: cacheDir})
+	e, err := be.new(cacheDir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -582,8 +866,10 @@ func compileOnce(b *testing.B, cacheDir string, spec *plugin.Spec) {
 // BenchmarkCompile: cold is a new engine over a new, empty cache folder;
 // cached is a new engine (so nothing is served from memory) over a folder
 // already holding the machine code.
-func BenchmarkCompile(b *testing.B) {
-	f := getFixture(b)
+func BenchmarkCompile(b *testing.B) { eachEngine(b, benchCompile) }
+
+func benchCompile(b *testing.B, e benchEngine) {
+	f := getFixture(b, e)
 	for _, name := range []string{"text", "web"} {
 		spec := f.specs[name]
 		b.Run("cold/"+name, func(b *testing.B) {
@@ -598,7 +884,7 @@ func BenchmarkCompile(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StartTimer()
-				compileOnce(b, dir, spec)
+				compileOnce(b, e, dir, spec)
 				b.StopTimer()
 				os.RemoveAll(dir)
 				b.StartTimer()
@@ -607,9 +893,9 @@ func BenchmarkCompile(b *testing.B) {
 		b.Run("cached/"+name, func(b *testing.B) {
 			b.SetBytes(int64(len(spec.Wasm)))
 			dir := b.TempDir()
-			compileOnce(b, dir, spec) // warm the folder
+			compileOnce(b, e, dir, spec) // warm the folder
 			for b.Loop() {
-				compileOnce(b, dir, spec)
+				compileOnce(b, e, dir, spec)
 			}
 		})
 	}
@@ -618,15 +904,17 @@ func BenchmarkCompile(b *testing.B) {
 // BenchmarkInstantiate: a new instance of an already compiled module, and
 // the same followed by its first call (a pool miss): a Go guest runs its
 // runtime's initialisation on that first call.
-func BenchmarkInstantiate(b *testing.B) {
-	f := getFixture(b)
+func BenchmarkInstantiate(b *testing.B) { eachEngine(b, benchInstantiate) }
+
+func benchInstantiate(b *testing.B, e benchEngine) {
+	f := getFixture(b, e)
 	ctx := context.Background()
 	for _, c := range []struct{ plugin, export, args string }{
 		{"text", "word_count", `{"text":"hello world"}`},
 		{"web", "now", `{}`},
 	} {
 		spec := f.specs[c.plugin]
-		m, err := f.engine.Compile(ctx, spec.Wasm, engineConfig(spec))
+		m, err := f.eng.Compile(ctx, spec.Wasm, engineConfig(spec))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -2,9 +2,13 @@
 # bench.sh runs the host benchmarks (host/bench_test.go) and the vault
 # egress benchmarks (vault/egress/bench_test.go) and prints the median of
 # each benchmark over the runs, the wasm/native ratio of each pair
-# (benchmarks whose names end in /native and /wasm), and the added cost
+# (benchmarks whose names end in /native and /wasm; a /wasm without a
+# /native sibling pairs with the nearest /native above it, so
+# X/engine=native/c/wasm pairs with X/engine=native/native), and the added cost
 # over native of every other sibling of a /native benchmark (e.g.
-# AlterRequest/vault - AlterRequest/native).
+# AlterRequest/vault - AlterRequest/native). Benchmarks run under both
+# engines (X/engine=extism/Y and X/engine=native/Y) also get a table of the
+# two side by side.
 #
 #   usage: scripts/bench.sh [-count N] [-bench REGEXP] [-pkg "PKG..."] [-o RAWFILE]
 #          scripts/bench.sh -summarize RAWFILE   (tables of an earlier run)
@@ -31,7 +35,7 @@ while [[ $# -gt 0 ]]; do
 	-pkg) pkgs="${2:?-pkg needs packages}"; shift 2 ;;
 	-o) raw="${2:?-o needs a file}"; shift 2 ;;
 	-summarize) summarize="${2:?-summarize needs a file}"; shift 2 ;;
-	-h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac
 done
@@ -167,26 +171,87 @@ func main() {
 			cell(n, "ns/op", dur), cell(n, "B/op", num), cell(n, "allocs/op", num))
 	}
 
-	var pairs []string
+	var pairs [][2]string // {native, wasm}
 	for _, n := range order {
-		if base, ok := strings.CutSuffix(n, "/native"); ok && vals[base+"/wasm"] != nil {
-			pairs = append(pairs, base)
+		base, ok := strings.CutSuffix(n, "/wasm")
+		if !ok {
+			continue
+		}
+		if native := nearestNative(base, vals); native != "" {
+			pairs = append(pairs, [2]string{native, n})
 		}
 	}
 	if len(pairs) > 0 {
 		printPairs(pairs, med, cell)
 	}
 	printAdded(order, med, cell)
+	printEngines(order, med, cell)
 }
 
-func printPairs(pairs []string, med func(string, string) (float64, bool), cell func(string, string, func(float64) string) string) {
+// printEngines prints, for every X/engine=extism/Y with an
+// X/engine=native/Y twin (Y not a native baseline), both medians and the
+// ratio native engine / Extism engine.
+func printEngines(order []string, med func(string, string) (float64, bool), cell func(string, string, func(float64) string) string) {
+	const ext, nat = "/engine=extism/", "/engine=native/"
+	var rows [][2]string
+	for _, n := range order {
+		if !strings.Contains(n, ext) || strings.HasSuffix(n, "/native") {
+			continue
+		}
+		twin := strings.Replace(n, ext, nat, 1)
+		if slices.Contains(order, twin) {
+			rows = append(rows, [2]string{n, twin})
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
 	fmt.Println()
-	fmt.Println("Native vs wasm (medians; ratio = wasm / native):")
+	fmt.Println("Engines side by side (medians; ratio = native engine / Extism engine):")
+	fmt.Println()
+	fmt.Println("| benchmark | extism time/op | native time/op | time ratio | extism B/op | native B/op | extism allocs | native allocs |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|")
+	for _, r := range rows {
+		ratio := "–"
+		if a, ok := med(r[0], "ns/op"); ok && a > 0 {
+			if b, ok := med(r[1], "ns/op"); ok {
+				ratio = fmt.Sprintf("%.2f×", b/a)
+			}
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", strings.Replace(r[0], ext, "/engine=*/", 1),
+			cell(r[0], "ns/op", dur), cell(r[1], "ns/op", dur), ratio,
+			cell(r[0], "B/op", num), cell(r[1], "B/op", num),
+			cell(r[0], "allocs/op", num), cell(r[1], "allocs/op", num))
+	}
+}
+
+// nearestNative returns the native baseline of base/wasm: base/native if
+// it exists, else the nearest P/native where P is base with elements taken
+// off its end (A/engine=native/c/wasm pairs with A/engine=native/native),
+// else "".
+func nearestNative(base string, vals map[string]map[string][]float64) string {
+	for p := base; ; {
+		if vals[p+"/native"] != nil {
+			return p + "/native"
+		}
+		i := strings.LastIndex(p, "/")
+		if i < 0 {
+			return ""
+		}
+		p = p[:i]
+	}
+}
+
+func printPairs(pairs [][2]string, med func(string, string) (float64, bool), cell func(string, string, func(float64) string) string) {
+	fmt.Println()
+	fmt.Println("Native vs wasm (medians; ratio = wasm / native; a wasm benchmark without a native sibling is")
+	fmt.Println("paired with the nearest native one above it):")
 	fmt.Println()
 	fmt.Println("| pair | native time/op | wasm time/op | time ratio | native B/op | wasm B/op | native allocs | wasm allocs |")
 	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|")
-	for _, p := range pairs {
-		n, w := p+"/native", p+"/wasm"
+	for _, pr := range pairs {
+		n, w := pr[0], pr[1]
+		p := strings.TrimSuffix(w, "/wasm")
 		ratio := "–"
 		if a, ok := med(n, "ns/op"); ok && a > 0 {
 			if b, ok := med(w, "ns/op"); ok {
