@@ -86,6 +86,9 @@ type Config struct {
 	// default and the compatibility reference) or "native" (alterhost's own
 	// Extism-ABI kernel on wazero, much faster per call).
 	Engine string
+	// Isolation says which tool calls may share a guest instance; the
+	// default lets no guest state cross between people.
+	Isolation plugin.Isolation
 	// Metrics, if set, records what the server does; its Handler is served
 	// apart from MCP. Nil: nothing is recorded.
 	Metrics *metrics.Metrics
@@ -234,7 +237,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	out := egress.New(egress.Options{Providers: providers, Credentials: s.Vault, Audit: s.auditor,
 		AllowPrivate: cfg.AllowPrivateEgress, Transport: wrap, PropagateTrace: cfg.Tracing.PropagateUpstream()})
-	h := &plugin.Host{Engine: s.engine, Outbound: out, Logger: logger, Metrics: cfg.Metrics}
+	h := &plugin.Host{Engine: s.engine, Outbound: out, Logger: logger, Metrics: cfg.Metrics, Isolation: cfg.Isolation}
 	s.Plugins = h.OpenFolder(cfg.PluginsDir)
 	_, errs := s.Plugins.Reload(ctx)
 	cat := s.Plugins.Catalog()

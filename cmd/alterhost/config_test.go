@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/alterhost/alterhost/host/plugin"
 )
 
 // testServeFlags builds a flag set the way serve does.
@@ -36,6 +38,8 @@ func testServeFlags() *flag.FlagSet {
 	fs.String("otlp-endpoint", "", "OTLP/HTTP collector `URL`")
 	fs.Float64("trace-sample-ratio", 1, "share of tool calls traced")
 	fs.Bool("trace-propagate-upstream", false, "send traceparent upstream")
+	iso := plugin.IsolatePerson
+	fs.TextVar(&iso, "isolation", plugin.IsolatePerson, "`MODE` of sharing guest instances")
 	fs.Bool("stateless", false, "serve without sessions")
 	fs.Bool("no-watch", false, "read the plugins folder once at start")
 	fs.Bool("stdio", false, "serve MCP on standard input and output")
@@ -226,6 +230,10 @@ func sampleValue(t *testing.T, f *flag.Flag) (tomlValue, text string) {
 		return "17", "17"
 	case kindFloat:
 		return "1.5", "1.5"
+	case kindOther:
+		if f.Name == "isolation" {
+			return `"pooled"`, "pooled"
+		}
 	}
 	t.Fatalf("--%s: no sample for its type", f.Name)
 	return "", ""
@@ -290,6 +298,7 @@ func TestConfigFileProblems(t *testing.T) {
 		{"string for bool", "\n\nno-watch = \"yes\"\n", []string{"a.toml:3: no-watch: want true or false, got a string"}},
 		{"int for duration", "access-token-ttl = 3600\n", []string{"a.toml:1: access-token-ttl: want a duration string", "got an integer"}},
 		{"bad duration", "access-token-ttl = \"an hour\"\n", []string{"a.toml:1: access-token-ttl: want a duration", `invalid duration "an hour"`}},
+		{"unknown isolation", "isolation = \"shared\"\n", []string{"a.toml:1: isolation:", `unknown isolation "shared": want person, pooled or call`}},
 		{"bool for string", "base-url = true\n", []string{"a.toml:1: base-url: want a string, got a boolean"}},
 		{"array for plain string", "plugins = [\"a\", \"b\"]\n", []string{"a.toml:1: plugins: want a string, got an array"}},
 		{"numbers in list", "oidc-allowed-people = [1, 2]\n", []string{"want an array of strings, got an array holding an integer"}},

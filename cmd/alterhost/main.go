@@ -24,6 +24,7 @@ import (
 
 	"github.com/alterhost/alterhost/host"
 	"github.com/alterhost/alterhost/host/metrics"
+	"github.com/alterhost/alterhost/host/plugin"
 	"github.com/alterhost/alterhost/host/tracing"
 	"github.com/alterhost/alterhost/oauth/server"
 )
@@ -143,6 +144,8 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 	traceSampleRatio := fs.Float64("trace-sample-ratio", 1, "share of tool calls traced when tracing is on, in (0, 1]; a client's traceparent decides for its calls")
 	tracePropagate := fs.Bool("trace-propagate-upstream", false, "send W3C trace context (traceparent) on plugins' upstream requests (off: upstreams learn no trace ids)")
 	engineName := fs.String("engine", "extism", "`ENGINE` that runs plugins: extism (the Extism Go SDK, the reference) or native (alterhost's own kernel on wazero, faster)")
+	isolation := plugin.IsolatePerson
+	fs.TextVar(&isolation, "isolation", plugin.IsolatePerson, "`MODE` of sharing guest instances between calls: person (an instance serves one person's calls only), pooled (any call, fastest) or call (a fresh instance for every call)")
 	stateless := fs.Bool("stateless", false, "serve every MCP protocol revision without sessions, so instances behind a balancer need no sticky sessions (2026-07-28 clients always are)")
 	noWatch := fs.Bool("no-watch", false, "read the plugins folder once at start (default: load, swap or drop plugins as their files change)")
 	stdio := fs.Bool("stdio", false, "serve MCP on standard input and output instead of HTTP")
@@ -268,7 +271,7 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 	srv, err := host.New(ctx, host.Config{PluginsDir: *plugins, DataDir: *sf.dataDir, DatabaseURL: *sf.databaseURL,
 		ProvidersFile: *providersFile, BaseURL: base, Dev: *dev, AllowPrivateEgress: *allowPrivate,
 		Auth: authMode, AccessTokenTTL: *accessTTL, TrustIssuer: *trustIssuer, TrustJWKS: *trustJWKS,
-		OIDC: oidc, NoWatch: *noWatch, Stateless: *stateless, Metrics: m, Tracing: tr, Engine: *engineName, Version: version, Logger: logger})
+		OIDC: oidc, NoWatch: *noWatch, Stateless: *stateless, Metrics: m, Tracing: tr, Engine: *engineName, Isolation: isolation, Version: version, Logger: logger})
 	if err != nil {
 		if ln != nil {
 			ln.Close()

@@ -45,6 +45,7 @@ type Metrics struct {
 	poolInstances      *prometheus.GaugeVec
 	poolWait           *prometheus.HistogramVec
 	poolDiscarded      *prometheus.CounterVec
+	poolIsolated       *prometheus.CounterVec
 	poolInstantiations *prometheus.CounterVec
 
 	compile       *prometheus.HistogramVec
@@ -112,6 +113,8 @@ func New() *Metrics {
 		"Time a call waited for a free instance slot, by plugin.", fastBuckets, "plugin")
 	m.poolDiscarded = counter("alterhost_pool_instances_discarded_total",
 		"Instances thrown away after a failed call, whose state could no longer be trusted, by plugin.", "plugin")
+	m.poolIsolated = counter("alterhost_pool_instances_isolated_total",
+		"Healthy instances closed so that no guest state crosses between people (--isolation person or call), by plugin.", "plugin")
 	m.poolInstantiations = counter("alterhost_pool_instantiations_total",
 		"Instances created for calls after the pool was warmed, by plugin.", "plugin")
 
@@ -237,6 +240,7 @@ type Plugin struct {
 	idle, inUse    prometheus.Gauge
 	wait           prometheus.Observer
 	discarded      prometheus.Counter
+	isolated       prometheus.Counter
 	instantiations prometheus.Counter
 	compile        prometheus.Observer
 	instantiate    prometheus.Observer
@@ -253,6 +257,7 @@ func (m *Metrics) Plugin(name string) *Plugin {
 		inUse:          m.poolInstances.WithLabelValues(name, "in_use"),
 		wait:           m.poolWait.WithLabelValues(name),
 		discarded:      m.poolDiscarded.WithLabelValues(name),
+		isolated:       m.poolIsolated.WithLabelValues(name),
 		instantiations: m.poolInstantiations.WithLabelValues(name),
 		compile:        m.compile.WithLabelValues(name),
 		instantiate:    m.instantiate.WithLabelValues(name),
@@ -305,6 +310,14 @@ func (p *Plugin) AddInUse(n int) {
 func (p *Plugin) Discarded() {
 	if p != nil {
 		p.discarded.Inc()
+	}
+}
+
+// Isolated records a healthy instance closed for isolation: evicted to
+// make room for another person's, or closed after its one call.
+func (p *Plugin) Isolated() {
+	if p != nil {
+		p.isolated.Inc()
 	}
 }
 

@@ -183,6 +183,9 @@ type Host struct {
 	Logger *slog.Logger
 	// Metrics records loads, pools, calls and alter_requests; nil: none.
 	Metrics *metrics.Metrics
+	// Isolation says which calls may share a guest instance; the zero
+	// value, IsolatePerson, lets no guest state cross between people.
+	Isolation Isolation
 }
 
 func (h *Host) logger() *slog.Logger {

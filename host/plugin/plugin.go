@@ -13,6 +13,7 @@ import (
 	"github.com/alterhost/alterhost/abi"
 	"github.com/alterhost/alterhost/host/engine"
 	"github.com/alterhost/alterhost/host/metrics"
+	"github.com/alterhost/alterhost/vault"
 	"github.com/alterhost/alterhost/vault/egress"
 )
 
@@ -72,7 +73,7 @@ func (h *Host) Load(ctx context.Context, spec *Spec) (*Plugin, error) {
 	}
 	p.metrics.Compiled(time.Since(start))
 	p.module = mod
-	p.pool = newPool(mod, int(lim.MaxInstances), lim.QueueTimeout())
+	p.pool = newPool(mod, int(lim.MaxInstances), lim.QueueTimeout(), h.Isolation)
 	p.pool.metrics = p.metrics
 	start = time.Now()
 	inst, err := mod.Instantiate(ctx)
@@ -81,7 +82,7 @@ func (h *Host) Load(ctx context.Context, spec *Spec) (*Plugin, error) {
 		return nil, fmt.Errorf("%s: %w", spec.File, err)
 	}
 	p.metrics.Instantiated(time.Since(start), false)
-	p.pool.put(ctx, inst, true, false)
+	p.pool.warm(inst)
 	return p, nil
 }
 
@@ -149,7 +150,13 @@ func (p *Plugin) call(ctx context.Context, tool *abi.Tool, args json.RawMessage)
 	if err := tool.InputSchemaResolved().Validate(v); err != nil {
 		return nil, &Failure{Kind: "invalid_arguments", Message: "the arguments do not match the tool's input schema: " + err.Error()}
 	}
-	inst, err := p.pool.get(ctx)
+	// Calls without a person (tests, tools run by the host itself) share
+	// the subject "".
+	var subject string
+	if id, ok := vault.IdentityFrom(ctx); ok {
+		subject = id.Subject
+	}
+	inst, err := p.pool.get(ctx, subject)
 	if errors.Is(err, errRetired) {
 		return nil, &Failure{Kind: KindRetired, Message: err.Error()}
 	}
@@ -159,7 +166,7 @@ func (p *Plugin) call(ctx context.Context, tool *abi.Tool, args json.RawMessage)
 	state := &callState{tool: tool, metrics: p.tools[tool.Name]}
 	start := time.Now()
 	out, err := inst.Call(context.WithValue(ctx, callKey{}, state), tool.Export, args)
-	p.pool.put(ctx, inst, err == nil, true)
+	p.pool.put(ctx, inst, subject, err == nil)
 	if err != nil {
 		var ce *engine.CallError
 		if !errors.As(err, &ce) {
