@@ -33,6 +33,12 @@ type extismEngine struct {
 // with the real wall clock, monotonic clock and cryptographic randomness,
 // but no files, sockets, environment or arguments; Extism's own HTTP and
 // variable-store host functions are refused.
+//
+// The SDK starts a guest's language runtime (a Go guest's _initialize)
+// lazily, in the first call of each instance, and offers no way to start
+// it earlier that would not start it twice: so with this engine that
+// first call pays it (about 4-8 ms for a Go guest), and a runtime that
+// fails to start fails that call. [NewNative] starts it in Instantiate.
 func NewExtism(opts ExtismOptions) (Engine, error) {
 	cache := wazero.NewCompilationCache()
 	if opts.CacheDir != "" {
