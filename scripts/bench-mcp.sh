@@ -8,7 +8,7 @@
 # over the runs and each wasm/native ratio as a markdown table.
 #
 #   usage: scripts/bench-mcp.sh [-runs N] [-calls N] [-sessions "1 16"] [-tools "reverse random_id"]
-#                               [-engines "extism native"] [-protocols "2025-11-25"] [-o RESULTS.jsonl]
+#                               [-engines "extism native"] [-protocols "2025-11-25"] [-gogc N] [-o RESULTS.jsonl]
 #          scripts/bench-mcp.sh -summarize RESULTS.jsonl   (the table of an earlier run)
 #
 # Defaults: 5 runs; 4000 timed calls per run, shared among the sessions;
@@ -19,7 +19,9 @@
 # slow spell on this shared machine hurts every server alike. With two or
 # more cores, the servers run on core 0 and the load generator on core 1
 # (taskset), so they do not compete. Everything listens on 127.0.0.1 and
-# stops by itself; the servers are killed on exit.
+# stops by itself; the servers are killed on exit. -gogc sets GOGC for
+# every server (not the load generator): the go-sdk server's heap is small,
+# so by default it collects garbage more often than alterhost does.
 set -euo pipefail
 
 die() { echo "bench-mcp: $*" >&2; exit 2; }
@@ -31,6 +33,7 @@ sessions="1 16"
 tools="reverse random_id"
 engines="extism native"
 protocols="2025-11-25"
+gogc=""
 out=""
 summarize=""
 while [[ $# -gt 0 ]]; do
@@ -41,9 +44,10 @@ while [[ $# -gt 0 ]]; do
 	-tools) tools="${2:?-tools needs names}"; shift 2 ;;
 	-engines) engines="${2:?-engines needs names}"; shift 2 ;;
 	-protocols) protocols="${2:?-protocols needs revisions}"; shift 2 ;;
+	-gogc) gogc="${2:?-gogc needs a number or off}"; shift 2 ;;
 	-o) out="${2:?-o needs a file}"; shift 2 ;;
 	-summarize) summarize="${2:?-summarize needs a file}"; shift 2 ;;
-	-h | --help) sed -n '2,23p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,26p' "$0"; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac
 done
@@ -74,8 +78,9 @@ go build -o "$tmp/alterhost" ./cmd/alterhost
 
 pin_server=()
 pin_load=()
+[[ -n "$gogc" ]] && pin_server=(env "GOGC=$gogc")
 if [[ "$(nproc)" -ge 2 ]] && command -v taskset >/dev/null 2>&1; then
-	pin_server=(taskset -c 0)
+	pin_server+=(taskset -c 0)
 	pin_load=(taskset -c 1)
 	pinning="servers on core 0, load generator on core 1"
 else
@@ -128,6 +133,7 @@ else
 fi
 echo "# MCP-level benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit"
 echo "# $(nproc) cores, $pinning; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+[[ -n "$gogc" ]] && echo "# servers run with GOGC=$gogc"
 echo "# $runs runs x tools ($tools) x sessions ($sessions) x protocols ($protocols), $calls timed calls each"
 for run in $(seq "$runs"); do
 	for protocol in $protocols; do
