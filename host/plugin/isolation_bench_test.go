@@ -30,7 +30,7 @@ import (
 func BenchmarkIsolation(b *testing.B) {
 	type tool struct {
 		lang, file, tool, args string
-		native             func([]byte) ([]byte, error)
+		native                 func([]byte) ([]byte, error)
 	}
 	tools := []tool{
 		{"c", "text.wasm", "reverse", `{"text":"Wasm tools, isolated per person."}`, nativeReverse},
