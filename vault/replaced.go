@@ -58,8 +58,9 @@ func (v *Vault) revokeReplaced(ctx context.Context, old store.Grant, now Token) 
 			"subject", subject, "provider", provider)
 		return
 	}
+	sem := v.revoking
 	select {
-	case v.revoking <- struct{}{}:
+	case sem <- struct{}{}:
 	default:
 		v.logger.Warn("too many upstream revocations in flight; the replaced grant is not revoked upstream",
 			"subject", subject, "provider", provider)
@@ -72,7 +73,7 @@ func (v *Vault) revokeReplaced(ctx context.Context, old store.Grant, now Token) 
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.revokeTimeout)
 	go func() {
 		defer v.revokes.Done()
-		defer func() { <-v.revoking }()
+		defer func() { <-sem }()
 		defer cancel()
 		if err := r.RevokeGrant(rctx, Token{AccessToken: s.AccessToken, RefreshToken: s.RefreshToken}); err != nil {
 			v.logger.Warn("upstream revocation of the replaced grant failed", "subject", subject, "provider", provider,
