@@ -4,7 +4,7 @@
 # compilation cache (and, for context, a cold one), on both engines; and
 # what memory an instance and an idle server with those plugins take.
 #
-#   usage: scripts/bench-startup.sh [-rounds N] [-plugins DIR] [-run REGEXP]
+#   usage: scripts/bench-startup.sh [-rounds N] [-plugins DIR] [-run REGEXP] [-warm-only]
 #
 # It builds alterhost and the 20 plugins (10 example sources in Go, C,
 # Rust and AssemblyScript, each packed with its manifest renamed, so every
@@ -14,7 +14,8 @@
 #   go test -run TestStartupBinary ./cmd/alterhost/   (the real binary)
 # with ALTERHOST_STARTUP_PLUGINS, ALTERHOST_STARTUP_BIN and
 # ALTERHOST_STARTUP_ROUNDS set, and prints their tables (medians of N
-# rounds, default 5). Needs the toolchains scripts/setup.sh installs.
+# rounds, default 5). -warm-only leaves out the cold-cache rows, which
+# take minutes. Needs the toolchains scripts/setup.sh installs.
 set -euo pipefail
 
 die() { echo "bench-startup: $*" >&2; exit 2; }
@@ -23,12 +24,14 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rounds=5
 plugins=""
 run='TestStartup|TestInstanceMemory'
+cold=1
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	-rounds) rounds="${2:?-rounds needs a number}"; shift 2 ;;
 	-plugins) plugins="${2:?-plugins needs a folder}"; shift 2 ;;
 	-run) run="${2:?-run needs a regexp}"; shift 2 ;;
-	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	-warm-only) cold=0; shift ;;
+	-h | --help) sed -n '2,19p' "$0"; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac
 done
@@ -72,7 +75,8 @@ fi
 [[ "$(ls "$plugins"/*.wasm | wc -l)" -eq 20 ]] || die "$plugins does not hold 20 plugins"
 echo "plugins: $plugins ($(du -sh "$plugins" | cut -f1)); $(uptime)" >&2
 
-export ALTERHOST_STARTUP_PLUGINS="$plugins" ALTERHOST_STARTUP_BIN="$tmp/alterhost" ALTERHOST_STARTUP_ROUNDS="$rounds"
+export ALTERHOST_STARTUP_PLUGINS="$plugins" ALTERHOST_STARTUP_BIN="$tmp/alterhost" ALTERHOST_STARTUP_ROUNDS="$rounds" \
+	ALTERHOST_STARTUP_COLD="$cold"
 go test -p 1 -count=1 -timeout 60m -run "$run" -v ./host/plugin/ ./cmd/alterhost/ 2>&1 |
 	grep -E '^\s+(startup|memory)_?[a-z_]*\.go:[0-9]+: |^(--- |FAIL|ok|PASS)' | sed -E 's/^\s+[a-z_]+\.go:[0-9]+: (startup|memory): //; s/^\s+[a-z_]+\.go:[0-9]+: //'
 echo "done; $(uptime)" >&2

@@ -170,6 +170,9 @@ func TestStartupBinary(t *testing.T) {
 		{"extism", plugins, wantTools, true},
 		{"native", plugins, wantTools, true},
 	} {
+		if c.cold && os.Getenv("ALTERHOST_STARTUP_COLD") == "0" {
+			continue
+		}
 		data := t.TempDir()
 		if !c.cold {
 			startOnce(t, bin, c.plugins, data, c.engine, c.tools, false) // fills the cache

@@ -56,6 +56,10 @@ func startupFolder(t *testing.T) (dir string, rounds int) {
 
 var engines = []string{"extism", "native"}
 
+// withCold is false when ALTERHOST_STARTUP_COLD=0: the cold-cache rows,
+// which take minutes, are left out.
+func withCold() bool { return os.Getenv("ALTERHOST_STARTUP_COLD") != "0" }
+
 func newEngine(t testing.TB, name, cacheDir string) engine.Engine {
 	t.Helper()
 	var eng engine.Engine
@@ -128,8 +132,13 @@ func TestStartupFolder(t *testing.T) {
 	for _, eng := range engines {
 		warm := t.TempDir()
 		var cold, coldCPU []time.Duration
-		// Cold compiles take seconds; three rounds say enough.
-		for i := range min(rounds, 3) {
+		// Cold compiles take seconds; three rounds say enough, and the
+		// first fills the warm cache.
+		coldRounds := min(rounds, 3)
+		if !withCold() {
+			coldRounds = 1
+		}
+		for i := range coldRounds {
 			cache := warm // the first cold round fills the warm cache
 			if i > 0 {
 				cache = t.TempDir()
@@ -137,7 +146,9 @@ func TestStartupFolder(t *testing.T) {
 			wall, cpu := loadFolder(t, eng, dir, cache)
 			cold, coldCPU = append(cold, wall), append(coldCPU, cpu)
 		}
-		t.Logf("startup: | %s | cold | %d | %s | %s |", eng, procs, stats(cold), ms(median(coldCPU)))
+		if withCold() {
+			t.Logf("startup: | %s | cold | %d | %s | %s |", eng, procs, stats(cold), ms(median(coldCPU)))
+		}
 		for _, workers := range []int{procs, 1} {
 			prev := runtime.GOMAXPROCS(workers)
 			var ds, cpus []time.Duration
@@ -260,7 +271,7 @@ func TestInstanceMemory(t *testing.T) {
 	t.Logf("memory: | engine | plugin | state | heap | RSS | linear memory | kernel memory | host overhead (heap − linear) |")
 	t.Logf("memory: |---|---|---|--:|--:|--:|--:|--:|")
 	for _, eng := range engines {
-		e := newEngine(t, eng, filepath.Join(os.TempDir(), "alterhost-startup-memory-"+eng))
+		e := newEngine(t, eng, t.TempDir())
 		for _, c := range []struct{ file, tool, args string }{
 			{"05-c-text.wasm", "", ""},
 			{"05-c-text.wasm", "word_count", `{"text":"one two three"}`},
