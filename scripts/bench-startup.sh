@@ -31,7 +31,7 @@ while [[ $# -gt 0 ]]; do
 	-plugins) plugins="${2:?-plugins needs a folder}"; shift 2 ;;
 	-run) run="${2:?-run needs a regexp}"; shift 2 ;;
 	-warm-only) cold=0; shift ;;
-	-h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac
 done
