@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/alterhost/alterhost/abi"
 	"github.com/alterhost/alterhost/host/engine"
@@ -34,8 +35,14 @@ func TestNativeUnderPlugin(t *testing.T) {
 	for _, n := range names {
 		tools = append(tools, fmt.Sprintf(`{"name":%q,"description":"test tool","result":"text"}`, n))
 	}
-	manifest := fmt.Sprintf(`{"abi":"alter/v1","name":"p","version":"1.0.0","limits":{"timeout_ms":1000,"memory_mib":16,"max_output_bytes":1048576},"tools":[%s]}`,
-		strings.Join(tools, ","))
+	// Recursing to a stack overflow takes seconds under the race detector
+	// (each stack growth's copy is checked): allow for it.
+	timeout := time.Second
+	if raceEnabled {
+		timeout = 10 * time.Second
+	}
+	manifest := fmt.Sprintf(`{"abi":"alter/v1","name":"p","version":"1.0.0","limits":{"timeout_ms":%d,"memory_mib":16,"max_output_bytes":1048576},"tools":[%s]}`,
+		timeout.Milliseconds(), strings.Join(tools, ","))
 	wasm, err := abi.AppendCustomSection(wasmtest.Guest(t, wasmtest.Hostile), abi.ManifestSection, []byte(manifest))
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +70,7 @@ func TestNativeUnderPlugin(t *testing.T) {
 		return nil
 	}
 	for _, tc := range []struct{ tool, kind, msg string }{
-		{"spin", "timeout", "did not finish within 1s"},
+		{"spin", "timeout", fmt.Sprintf("did not finish within %s", timeout)},
 		{"grow", "trap", "unreachable"},
 		{"recurse", "trap", "stack overflow"},
 		{"huge", "bad_output", "may return at most 1048576"},
