@@ -58,6 +58,9 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "\nLists recent alter_request calls, newest first.")
 		fs.PrintDefaults()
 	}
+	if _, err := applyAdminConfig(fs, args, os.Getenv); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -105,6 +108,9 @@ func runGrants(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	sf := addStoreFlags(fs)
 	subject := fs.String("subject", "", "only this person's grants")
+	if _, err := applyAdminConfig(fs, args, os.Getenv); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -143,6 +149,9 @@ func runRotateKey(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "With $ALTERHOST_VAULT_KEY, append the new ID:KEY there first; this then re-seals with it.")
 		fs.PrintDefaults()
 	}
+	if _, err := applyAdminConfig(fs, args, os.Getenv); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -177,6 +186,9 @@ func runProviders(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	file := fs.String("providers", "", "JSON `FILE` configuring upstream OAuth providers")
 	asJSON := fs.Bool("json", false, "print each provider's configuration as JSON (secrets redacted)")
+	if _, err := applyAdminConfig(fs, args, os.Getenv); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -218,6 +230,9 @@ func runSigninLink(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "\nPrints a link that signs the owner in to the alterhost at URL, once, within 15 minutes.")
 		fmt.Fprintln(stderr, "An alterhost that signs people in through OpenID Connect (--oidc-issuer) has no such links.")
 		fs.PrintDefaults()
+	}
+	if _, err := applyAdminConfig(fs, args, os.Getenv); err != nil {
+		return err
 	}
 	if err := fs.Parse(args); err != nil {
 		return err

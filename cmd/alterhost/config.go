@@ -101,6 +101,24 @@ func envName(flagName string) string {
 // command line win: flag > environment > file > default. It defines
 // --config on fs if fs has none. Every problem is reported at once.
 func applyConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*configLayers, error) {
+	return applyConfigTo(fs, args, getenv, nil)
+}
+
+// applyAdminConfig is applyConfig for the commands beside serve (audit,
+// grants, signin-link, ...), so that they find the database serve uses: it
+// reads the same file and environment, sets the flags the command shares
+// with serve (--data-dir, --database-url, --base-url, ...) and passes over
+// serve's other settings. The command's own flags (--subject, --limit)
+// come from the command line only.
+func applyAdminConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*configLayers, error) {
+	serveFlags, _ := newServeFlags(io.Discard)
+	return applyConfigTo(fs, args, getenv, serveFlags)
+}
+
+// applyConfigTo is applyConfig; with serve set, only the flags fs shares
+// with serve are settings, and the file's keys for serve's other flags
+// are passed over.
+func applyConfigTo(fs *flag.FlagSet, args []string, getenv func(string) string, serve *flag.FlagSet) (*configLayers, error) {
 	if fs.Lookup(configFlag) == nil {
 		fs.String(configFlag, "", "TOML `FILE` of settings, keys named like these flags (env "+envName(configFlag)+")")
 	}
@@ -119,9 +137,9 @@ func applyConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (*
 	}
 	if path != "" {
 		layers.File = path
-		problems = append(problems, applyFile(fs, path, layers)...)
+		problems = append(problems, applyFile(fs, path, layers, serve)...)
 	}
-	problems = append(problems, applyEnv(fs, getenv, layers)...)
+	problems = append(problems, applyEnv(fs, getenv, layers, serve)...)
 	for name := range cmdline {
 		layers.origins[name] = origin{Source: fromFlag, Where: "command line"}
 	}
@@ -168,18 +186,18 @@ func commandLine(fs *flag.FlagSet, args []string) (seen map[string]string, stop 
 }
 
 // setting reports whether a flag is configurable through the file and the
-// environment.
-func setting(name string) bool {
-	return name != configFlag && !slices.Contains(actionFlags, name)
+// environment; with serve set (applyAdminConfig), only if serve has it too.
+func setting(name string, serve *flag.FlagSet) bool {
+	return name != configFlag && !slices.Contains(actionFlags, name) && (serve == nil || serve.Lookup(name) != nil)
 }
 
 // applyEnv sets every flag whose ALTERHOST_<FLAG> is set and not empty.
-func applyEnv(fs *flag.FlagSet, getenv func(string) string, layers *configLayers) configProblems {
+func applyEnv(fs *flag.FlagSet, getenv func(string) string, layers *configLayers, serve *flag.FlagSet) configProblems {
 	var problems configProblems
 	fs.VisitAll(func(f *flag.Flag) {
 		env := envName(f.Name)
 		v := getenv(env)
-		if !setting(f.Name) || v == "" {
+		if !setting(f.Name, serve) || v == "" {
 			return
 		}
 		if err := setFlag(fs, f, v); err != nil {
@@ -221,7 +239,7 @@ type fileKey struct {
 }
 
 // applyFile reads the TOML file at path and sets the flags it names.
-func applyFile(fs *flag.FlagSet, path string, layers *configLayers) configProblems {
+func applyFile(fs *flag.FlagSet, path string, layers *configLayers, serve *flag.FlagSet) configProblems {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return configProblems{fmt.Sprintf("--%s: %v", configFlag, err)}
@@ -239,7 +257,7 @@ func applyFile(fs *flag.FlagSet, path string, layers *configLayers) configProble
 	known := map[string]*flag.Flag{}
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) {
-		if setting(f.Name) {
+		if setting(f.Name, serve) {
 			known[f.Name] = f
 			names = append(names, f.Name)
 		}
@@ -248,6 +266,8 @@ func applyFile(fs *flag.FlagSet, path string, layers *configLayers) configProble
 		at := fmt.Sprintf("%s:%d", path, k.line)
 		f := known[k.name]
 		switch {
+		case f == nil && serve != nil && setting(k.name, serve):
+			continue // a setting of serve's that this command does not take
 		case k.dotted:
 			problems = append(problems, fmt.Sprintf("%s: %s: keys are flag names at the top level, without dots (did you mean %s?)",
 				at, k.name, nearest(strings.ReplaceAll(k.name, ".", "-"), names)))

@@ -14,86 +14,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/alterhost/alterhost/host/plugin"
 )
 
-// testServeFlags builds a flag set the way serve does.
-//
-// TODO: use serve's own builder once main.go shares one;
-// TestConfigServeFlagsMatch keeps the two in step until then.
+// testServeFlags builds serve's own flag set.
 func testServeFlags() *flag.FlagSet {
-	fs := flag.NewFlagSet("alterhost", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.String("plugins", "", "`DIR` of *.wasm plugins to serve (required)")
-	fs.String("addr", "127.0.0.1:8080", "`HOST:PORT` to serve HTTP on")
-	addStoreFlags(fs)
-	fs.String("base-url", "", "external `URL` of this alterhost")
-	fs.String("providers", "", "JSON `FILE` configuring upstream OAuth providers")
-	fs.Bool("dev", false, "add the sandbox provider")
-	fs.Bool("allow-private-egress", false, "let plugins reach private addresses")
-	fs.String("metrics-addr", "127.0.0.1:9464", "`HOST:PORT` for /metrics")
-	fs.String("engine", "extism", "`ENGINE` that runs plugins")
-	fs.String("otlp-endpoint", "", "OTLP/HTTP collector `URL`")
-	fs.Float64("trace-sample-ratio", 1, "share of tool calls traced")
-	fs.Bool("trace-propagate-upstream", false, "send traceparent upstream")
-	iso := plugin.IsolatePerson
-	fs.TextVar(&iso, "isolation", plugin.IsolatePerson, "`MODE` of sharing guest instances")
-	fs.Bool("stateless", false, "serve without sessions")
-	fs.Bool("no-watch", false, "read the plugins folder once at start")
-	fs.Bool("stdio", false, "serve MCP on standard input and output")
-	fs.Bool("no-auth", false, "serve HTTP without authentication")
-	fs.String("trust-issuer", "", "external issuer `URL`")
-	fs.String("trust-jwks", "", "`URL` of the --trust-issuer's key set")
-	fs.Duration("access-token-ttl", time.Hour, "life of the access tokens")
-	fs.String("oidc-issuer", "", "OpenID Connect issuer `URL`")
-	fs.String("oidc-client-id", "", "alterhost's client `ID` at the --oidc-issuer")
-	fs.String("oidc-allowed-domains", "", "admit these `DOMAINS` (comma-separated)")
-	fs.String("oidc-allowed-people", "", "admit these `PEOPLE` (comma-separated verified e-mail addresses or subjects)")
-	fs.String("log-level", "info", "`LEVEL` of logs")
-	fs.Bool("version", false, "print the version and exit")
+	fs, _ := newServeFlags(io.Discard)
 	return fs
-}
-
-// servedFlags reads serve's own flags, and whether each is a boolean,
-// from its -h output (a boolean flag shows no value placeholder).
-func servedFlags(t *testing.T) map[string]bool {
-	t.Helper()
-	var out bytes.Buffer
-	if err := serve([]string{"-h"}, io.Discard, &out); !errors.Is(err, flag.ErrHelp) {
-		t.Fatalf("serve -h: %v", err)
-	}
-	flags := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^  -([a-z0-9-]+)( \S+)?$`).FindAllStringSubmatch(out.String(), -1) {
-		flags[m[1]] = m[2] == ""
-	}
-	if len(flags) < 10 {
-		t.Fatalf("read only %d flags from serve -h:\n%s", len(flags), out.String())
-	}
-	return flags
-}
-
-func TestConfigServeFlagsMatch(t *testing.T) {
-	real := servedFlags(t)
-	fs := testServeFlags()
-	for name, isBool := range real {
-		f := fs.Lookup(name)
-		if f == nil {
-			if name != configFlag {
-				t.Errorf("serve has --%s, testServeFlags does not: add it there", name)
-			}
-			continue
-		}
-		if got := kindOf(f) == kindBool; got != isBool {
-			t.Errorf("--%s: boolean in serve %v, in testServeFlags %v", name, isBool, got)
-		}
-	}
-	fs.VisitAll(func(f *flag.Flag) {
-		if _, ok := real[f.Name]; !ok {
-			t.Errorf("testServeFlags has --%s, serve does not", f.Name)
-		}
-	})
 }
 
 func envFunc(env map[string]string) func(string) string {
@@ -248,7 +174,7 @@ func TestConfigEveryFlag(t *testing.T) {
 	envs := map[string]string{}
 	n := 0
 	testServeFlags().VisitAll(func(f *flag.Flag) {
-		if !setting(f.Name) {
+		if !setting(f.Name, nil) {
 			return
 		}
 		tv, text := sampleValue(t, f)
@@ -585,7 +511,7 @@ func TestConfigExampleFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	testServeFlags().VisitAll(func(f *flag.Flag) {
-		if setting(f.Name) && !regexp.MustCompile(`(?m)^(# )?`+regexp.QuoteMeta(f.Name)+` = `).Match(raw) {
+		if setting(f.Name, nil) && !regexp.MustCompile(`(?m)^(# )?`+regexp.QuoteMeta(f.Name)+` = `).Match(raw) {
 			t.Errorf("docs/alterhost.example.toml lacks %s", f.Name)
 		}
 	})
@@ -670,6 +596,61 @@ func TestConfigBinary(t *testing.T) {
 	for _, secret := range []string{"hunter2", "hunter4", "hunter5"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("output shows %q", secret)
+		}
+	}
+}
+
+// TestAdminConfig checks that the commands beside serve read the settings
+// they share with serve from the same file and environment, pass over
+// serve's others, and take their own flags from the command line only.
+func TestAdminConfig(t *testing.T) {
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "state")
+	path := filepath.Join(dir, "a.toml")
+	file := fmt.Sprintf("plugins = \"/srv/plugins\"\nno-watch = true\ndata-dir = %q\nisolation = \"call\"\n", dataDir)
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"audit", "--config", path}, &stdout, &stderr); code != 0 {
+		t.Fatalf("audit: exit %d: %s", code, stderr.String())
+	}
+	if !strings.HasPrefix(stdout.String(), "TIME") {
+		t.Errorf("audit printed %q", stdout.String())
+	}
+	if _, err := os.Stat(dataDir); err != nil {
+		t.Errorf("audit did not open the file's data-dir: %v", err)
+	}
+
+	adminFlags := func() *flag.FlagSet {
+		fs := flag.NewFlagSet("alterhost audit", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		addStoreFlags(fs)
+		fs.Int("limit", 50, "rows")
+		return fs
+	}
+	fs := adminFlags()
+	if _, err := applyAdminConfig(fs, nil, envFunc(map[string]string{
+		"ALTERHOST_CONFIG": path, "ALTERHOST_DATABASE_URL": "postgres://db/x", "ALTERHOST_LIMIT": "3"})); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"data-dir": dataDir, "database-url": "postgres://db/x", "limit": "50"} {
+		if got := fs.Lookup(name).Value.String(); got != want {
+			t.Errorf("--%s = %q; want %q", name, got, want)
+		}
+	}
+
+	for _, tc := range []struct{ file, want string }{
+		{"limit = 3\n", `a.toml:1: unknown key "limit"`}, // the command's own flag: not a setting
+		{"data-dirr = \"x\"\n", `unknown key "data-dirr" (did you mean data-dir?)`},
+		{"data-dir = 3\n", "a.toml:1: data-dir: want a string, got an integer"},
+	} {
+		if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := applyAdminConfig(adminFlags(), []string{"--config", path}, envFunc(nil))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v; want %q", tc.file, err, tc.want)
 		}
 	}
 }

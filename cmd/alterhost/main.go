@@ -127,42 +127,62 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	return serveOrCheck(args, stdout, stderr, false)
 }
 
-// serveOrCheck serves, or with check only checks the configuration, so
-// both read one flag set.
-func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
+// serveOptions are serve's settings, as its flags parse them.
+type serveOptions struct {
+	plugins, addr, baseURL, providersFile, metricsAddr, otlpEndpoint *string
+	store                                                            storeFlags
+	dev, allowPrivate, tracePropagate, stateless, noWatch, stdio     *bool
+	noAuth, showVersion                                              *bool
+	traceSampleRatio                                                 *float64
+	engineName, trustIssuer, trustJWKS, logLevel                     *string
+	oidcIssuer, oidcClientID, oidcDomains, oidcPeople                *string
+	isolation                                                        plugin.Isolation
+	accessTTL                                                        *time.Duration
+}
+
+// newServeFlags defines serve's flags, the ones the configuration file and
+// the environment may set.
+func newServeFlags(stderr io.Writer) (*flag.FlagSet, *serveOptions) {
 	fs := flag.NewFlagSet("alterhost", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	plugins := fs.String("plugins", "", "`DIR` of *.wasm plugins to serve (required)")
-	addr := fs.String("addr", "127.0.0.1:8080", "`HOST:PORT` to serve HTTP on: MCP, and the Connect pages (also with --stdio)")
-	sf := addStoreFlags(fs)
-	baseURL := fs.String("base-url", "", "external `URL` of this alterhost, the root of Connect links (default http://ADDR)")
-	providersFile := fs.String("providers", "", "JSON `FILE` configuring upstream OAuth providers")
-	dev := fs.Bool("dev", false, "add the sandbox provider: an OAuth server and API served by alterhost itself, for trying tools offline")
-	allowPrivate := fs.Bool("allow-private-egress", false, "let plugins reach loopback, private and link-local addresses (off: refused)")
-	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", "`HOST:PORT` to serve Prometheus metrics at /metrics, apart from MCP (\"\": off)")
-	otlpEndpoint := fs.String("otlp-endpoint", "", "OTLP/HTTP collector `URL` to send traces to, such as http://127.0.0.1:4318 (default: $OTEL_EXPORTER_OTLP_ENDPOINT; none: tracing off)")
-	traceSampleRatio := fs.Float64("trace-sample-ratio", 1, "share of tool calls traced when tracing is on, in (0, 1]; a client's traceparent decides for its calls")
-	tracePropagate := fs.Bool("trace-propagate-upstream", false, "send W3C trace context (traceparent) on plugins' upstream requests (off: upstreams learn no trace ids)")
-	engineName := fs.String("engine", "extism", "`ENGINE` that runs plugins: extism (the Extism Go SDK, the reference) or native (alterhost's own kernel on wazero, faster)")
-	isolation := plugin.IsolatePerson
-	fs.TextVar(&isolation, "isolation", plugin.IsolatePerson, "`MODE` of sharing guest instances between calls: person (an instance serves one person's calls only), pooled (any call, fastest) or call (a fresh instance for every call)")
-	stateless := fs.Bool("stateless", false, "serve every MCP protocol revision without sessions, so instances behind a balancer need no sticky sessions (2026-07-28 clients always are)")
-	noWatch := fs.Bool("no-watch", false, "read the plugins folder once at start (default: load, swap or drop plugins as their files change)")
-	stdio := fs.Bool("stdio", false, "serve MCP on standard input and output instead of HTTP")
-	noAuth := fs.Bool("no-auth", false, "serve HTTP without authentication (loopback addresses only)")
-	trustIssuer := fs.String("trust-issuer", "", "accept at /mcp the JWT access tokens of this external authorization server (issuer `URL`) instead of running alterhost's own")
-	trustJWKS := fs.String("trust-jwks", "", "`URL` of the --trust-issuer's key set (default: from its discovery document)")
-	accessTTL := fs.Duration("access-token-ttl", time.Hour, "life of the access tokens alterhost issues to MCP clients")
-	oidcIssuer := fs.String("oidc-issuer", "", "sign people in through this OpenID Connect provider (issuer `URL`) instead of with owner mode's links; client secret from $"+oidcSecretEnv)
-	oidcClientID := fs.String("oidc-client-id", "", "alterhost's client `ID` at the --oidc-issuer")
-	oidcDomains := fs.String("oidc-allowed-domains", "", "admit people whose verified e-mail address is in one of these `DOMAINS` (comma-separated); without this and --oidc-allowed-people, everyone the issuer signs in")
-	oidcPeople := fs.String("oidc-allowed-people", "", "admit these `PEOPLE` (comma-separated verified e-mail addresses or subjects)")
-	logLevel := fs.String("log-level", "info", "`LEVEL` of logs on standard error: debug, info, warn or error")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	o := &serveOptions{}
+	o.plugins = fs.String("plugins", "", "`DIR` of *.wasm plugins to serve (required)")
+	o.addr = fs.String("addr", "127.0.0.1:8080", "`HOST:PORT` to serve HTTP on: MCP, and the Connect pages (also with --stdio)")
+	o.store = addStoreFlags(fs)
+	o.baseURL = fs.String("base-url", "", "external `URL` of this alterhost, the root of Connect links (default http://ADDR)")
+	o.providersFile = fs.String("providers", "", "JSON `FILE` configuring upstream OAuth providers")
+	o.dev = fs.Bool("dev", false, "add the sandbox provider: an OAuth server and API served by alterhost itself, for trying tools offline")
+	o.allowPrivate = fs.Bool("allow-private-egress", false, "let plugins reach loopback, private and link-local addresses (off: refused)")
+	o.metricsAddr = fs.String("metrics-addr", "127.0.0.1:9464", "`HOST:PORT` to serve Prometheus metrics at /metrics, apart from MCP (\"\": off)")
+	o.otlpEndpoint = fs.String("otlp-endpoint", "", "OTLP/HTTP collector `URL` to send traces to, such as http://127.0.0.1:4318 (default: $OTEL_EXPORTER_OTLP_ENDPOINT; none: tracing off)")
+	o.traceSampleRatio = fs.Float64("trace-sample-ratio", 1, "share of tool calls traced when tracing is on, in (0, 1]; a client's traceparent decides for its calls")
+	o.tracePropagate = fs.Bool("trace-propagate-upstream", false, "send W3C trace context (traceparent) on plugins' upstream requests (off: upstreams learn no trace ids)")
+	o.engineName = fs.String("engine", "native", "`ENGINE` that runs plugins: native (alterhost's own Extism-ABI kernel on wazero) or extism (the Extism Go SDK, the compatibility reference; slower)")
+	fs.TextVar(&o.isolation, "isolation", plugin.IsolatePerson, "`MODE` of sharing guest instances between calls: person (an instance serves one person's calls only), pooled (any call, fastest) or call (a fresh instance for every call)")
+	o.stateless = fs.Bool("stateless", false, "serve every MCP protocol revision without sessions, so instances behind a balancer need no sticky sessions (2026-07-28 clients always are)")
+	o.noWatch = fs.Bool("no-watch", false, "read the plugins folder once at start (default: load, swap or drop plugins as their files change)")
+	o.stdio = fs.Bool("stdio", false, "serve MCP on standard input and output instead of HTTP")
+	o.noAuth = fs.Bool("no-auth", false, "serve HTTP without authentication (loopback addresses only)")
+	o.trustIssuer = fs.String("trust-issuer", "", "accept at /mcp the JWT access tokens of this external authorization server (issuer `URL`) instead of running alterhost's own")
+	o.trustJWKS = fs.String("trust-jwks", "", "`URL` of the --trust-issuer's key set (default: from its discovery document)")
+	o.accessTTL = fs.Duration("access-token-ttl", time.Hour, "life of the access tokens alterhost issues to MCP clients")
+	o.oidcIssuer = fs.String("oidc-issuer", "", "sign people in through this OpenID Connect provider (issuer `URL`) instead of with owner mode's links; client secret from $"+oidcSecretEnv)
+	o.oidcClientID = fs.String("oidc-client-id", "", "alterhost's client `ID` at the --oidc-issuer")
+	o.oidcDomains = fs.String("oidc-allowed-domains", "", "admit people whose verified e-mail address is in one of these `DOMAINS` (comma-separated); without this and --oidc-allowed-people, everyone the issuer signs in")
+	o.oidcPeople = fs.String("oidc-allowed-people", "", "admit these `PEOPLE` (comma-separated verified e-mail addresses or subjects)")
+	o.logLevel = fs.String("log-level", "info", "`LEVEL` of logs on standard error: debug, info, warn or error")
+	o.showVersion = fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
+	return fs, o
+}
+
+// serveOrCheck serves, or with check only checks the configuration, so
+// both read one flag set.
+func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
+	fs, o := newServeFlags(stderr)
 	if check {
 		return runConfigCheck(args, fs, os.Getenv, stdout, stderr)
 	}
@@ -172,26 +192,26 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *showVersion {
+	if *o.showVersion {
 		fmt.Fprintln(stdout, "alterhost", version)
 		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
-	if *plugins == "" {
+	if *o.plugins == "" {
 		return errors.New("--plugins DIR is required (see --help)")
 	}
 	// Without its authorization server, every HTTP page acts for the local
 	// owner: only the owner's own machine may reach them.
-	authMode := !*stdio && !*noAuth
-	if *trustIssuer == "" && *trustJWKS != "" {
+	authMode := !*o.stdio && !*o.noAuth
+	if *o.trustIssuer == "" && *o.trustJWKS != "" {
 		return errors.New("--trust-jwks needs --trust-issuer")
 	}
-	if *trustIssuer != "" && !authMode {
+	if *o.trustIssuer != "" && !authMode {
 		return errors.New("--trust-issuer guards HTTP MCP with tokens: it does not go with --no-auth or --stdio")
 	}
-	oidc, err := oidcConfig(*oidcIssuer, *oidcClientID, *oidcDomains, *oidcPeople)
+	oidc, err := oidcConfig(*o.oidcIssuer, *o.oidcClientID, *o.oidcDomains, *o.oidcPeople)
 	if err != nil {
 		return err
 	}
@@ -199,19 +219,19 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 		return errors.New("--oidc-issuer signs people in to HTTP MCP: it does not go with --no-auth or --stdio")
 	}
 	if !authMode {
-		if err := host.CheckLoopback(*addr); err != nil {
+		if err := host.CheckLoopback(*o.addr); err != nil {
 			return err
 		}
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+	if err := level.UnmarshalText([]byte(*o.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if *sf.dataDir == "" {
+	if *o.store.dataDir == "" {
 		return errors.New("--data-dir is required: it holds the vault key and database")
 	}
-	if err := os.MkdirAll(*sf.dataDir, 0o700); err != nil {
+	if err := os.MkdirAll(*o.store.dataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
 
@@ -219,19 +239,19 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 	defer stop()
 
 	// Listen first, so the Connect links name the port really bound.
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil && !*stdio {
+	ln, err := net.Listen("tcp", *o.addr)
+	if err != nil && !*o.stdio {
 		return err
 	}
 	if err != nil {
 		// Another alterhost (say, one per desktop client) may hold the port;
 		// Connect links then go to it, and with the same data directory the
 		// grants it stores are ours too.
-		logger.Warn("Connect pages not served: the address is taken", "addr", *addr, "error", err)
+		logger.Warn("Connect pages not served: the address is taken", "addr", *o.addr, "error", err)
 	}
-	base := *baseURL
+	base := *o.baseURL
 	if base == "" {
-		bound := *addr
+		bound := *o.addr
 		if ln != nil {
 			bound = ln.Addr().String()
 		}
@@ -241,15 +261,15 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 	// (a second instance on this machine) costs the metrics, not the server.
 	var m *metrics.Metrics
 	var mln net.Listener
-	if *metricsAddr != "" {
-		if mln, err = net.Listen("tcp", *metricsAddr); err != nil {
-			logger.Warn("metrics not served: the address is taken", "addr", *metricsAddr, "error", err)
+	if *o.metricsAddr != "" {
+		if mln, err = net.Listen("tcp", *o.metricsAddr); err != nil {
+			logger.Warn("metrics not served: the address is taken", "addr", *o.metricsAddr, "error", err)
 		} else {
 			m = metrics.New()
 		}
 	}
-	tr, err := tracing.New(ctx, tracing.Options{Endpoint: *otlpEndpoint, SampleRatio: *traceSampleRatio,
-		PropagateUpstream: *tracePropagate, ServiceVersion: version, Logger: logger})
+	tr, err := tracing.New(ctx, tracing.Options{Endpoint: *o.otlpEndpoint, SampleRatio: *o.traceSampleRatio,
+		PropagateUpstream: *o.tracePropagate, ServiceVersion: version, Logger: logger})
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -268,10 +288,10 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 			logger.Warn("tracing: flushing spans failed", "error", err)
 		}
 	}()
-	srv, err := host.New(ctx, host.Config{PluginsDir: *plugins, DataDir: *sf.dataDir, DatabaseURL: *sf.databaseURL,
-		ProvidersFile: *providersFile, BaseURL: base, Dev: *dev, AllowPrivateEgress: *allowPrivate,
-		Auth: authMode, AccessTokenTTL: *accessTTL, TrustIssuer: *trustIssuer, TrustJWKS: *trustJWKS,
-		OIDC: oidc, NoWatch: *noWatch, Stateless: *stateless, Metrics: m, Tracing: tr, Engine: *engineName, Isolation: isolation, Version: version, Logger: logger})
+	srv, err := host.New(ctx, host.Config{PluginsDir: *o.plugins, DataDir: *o.store.dataDir, DatabaseURL: *o.store.databaseURL,
+		ProvidersFile: *o.providersFile, BaseURL: base, Dev: *o.dev, AllowPrivateEgress: *o.allowPrivate,
+		Auth: authMode, AccessTokenTTL: *o.accessTTL, TrustIssuer: *o.trustIssuer, TrustJWKS: *o.trustJWKS,
+		OIDC: oidc, NoWatch: *o.noWatch, Stateless: *o.stateless, Metrics: m, Tracing: tr, Engine: *o.engineName, Isolation: o.isolation, Version: version, Logger: logger})
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -291,7 +311,7 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 		logger.Info("metrics", "url", "http://"+mln.Addr().String()+"/metrics")
 	}
 
-	if *stdio {
+	if *o.stdio {
 		if ln != nil {
 			hs := newHTTPServer(srv.ConnectHandler(), logger)
 			go hs.Serve(ln)
@@ -360,10 +380,12 @@ func serveHTTP(ctx context.Context, srv *host.Server, ln net.Listener, base stri
 	hs := newHTTPServer(srv.Handler(), logger)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	// The address bound, beside the URL: behind --base-url they differ.
+	serving := []any{"url", base + "/mcp", "listen", ln.Addr().String(), "tools", len(srv.Catalog().Tools)}
 	switch {
 	case srv.Trust != nil:
-		logger.Info("serving MCP over HTTP", "url", base+"/mcp", "tools", len(srv.Catalog().Tools),
-			"trusted_issuer", srv.Trust.Issuer(), "jwks", srv.Trust.JWKSURL(), "audience", srv.Trust.Audience())
+		logger.Info("serving MCP over HTTP", append(serving,
+			"trusted_issuer", srv.Trust.Issuer(), "jwks", srv.Trust.JWKSURL(), "audience", srv.Trust.Audience())...)
 		if srv.Signin == nil {
 			logger.Warn("Connect pages refuse every link with an external issuer: they cannot tell who the browser is; " +
 				"--oidc-issuer with the same URL signs browsers in there")
@@ -371,17 +393,16 @@ func serveHTTP(ctx context.Context, srv *host.Server, ln net.Listener, base stri
 			printOIDC(srv.Signin, logger)
 		}
 	case srv.Auth == nil:
-		logger.Warn("serving MCP over HTTP WITHOUT authentication (--no-auth)", "url", base+"/mcp",
-			"tools", len(srv.Catalog().Tools))
+		logger.Warn("serving MCP over HTTP WITHOUT authentication (--no-auth)", serving...)
 	case srv.Auth.OIDCIssuer() != "":
-		logger.Info("serving MCP over HTTP", "url", base+"/mcp", "tools", len(srv.Catalog().Tools))
+		logger.Info("serving MCP over HTTP", serving...)
 		printOIDC(srv.Auth, logger)
 	default:
 		link, err := srv.Auth.SigninLink(ctx)
 		if err != nil {
 			return err
 		}
-		logger.Info("serving MCP over HTTP", "url", base+"/mcp", "tools", len(srv.Catalog().Tools))
+		logger.Info("serving MCP over HTTP", serving...)
 		// The one place a sign-in link is printed: it is a credential, valid
 		// once and for 15 minutes; `alterhost signin-link` makes another.
 		fmt.Fprintf(os.Stderr, "\nSign in to alterhost (once, within 15 minutes): %s\n\n", link)
