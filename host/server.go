@@ -82,9 +82,9 @@ type Config struct {
 	// that Connect pages know the browser's person by the subject its
 	// tokens carry.
 	OIDC *server.OIDCConfig
-	// Engine names the Wasm engine: "extism" (the Extism Go SDK, the
-	// default and the compatibility reference) or "native" (alterhost's own
-	// Extism-ABI kernel on wazero, much faster per call).
+	// Engine names the Wasm engine: "native" (alterhost's own Extism-ABI
+	// kernel on wazero; the default) or "extism" (the Extism Go SDK, the
+	// compatibility reference, much slower per call).
 	Engine string
 	// Isolation says which tool calls may share a guest instance; the
 	// default lets no guest state cross between people.
@@ -225,10 +225,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		cacheDir = filepath.Join(cfg.DataDir, "cache", "wazero")
 	}
 	switch cfg.Engine {
-	case "", "extism":
-		s.engine, err = engine.NewExtism(engine.ExtismOptions{CacheDir: cacheDir, Logger: logger})
-	case "native":
+	case "", "native":
 		s.engine, err = engine.NewNative(engine.NativeOptions{CacheDir: cacheDir, Logger: logger})
+	case "extism":
+		s.engine, err = engine.NewExtism(engine.ExtismOptions{CacheDir: cacheDir, Logger: logger})
 	default:
 		err = fmt.Errorf("engine %q: want extism or native", cfg.Engine)
 	}
@@ -382,6 +382,13 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	if s.engine != nil {
 		errs = append(errs, s.engine.Close(ctx))
+	}
+	if s.Vault != nil {
+		// Replaced grants being revoked upstream: each is bounded, so
+		// this waits seconds at most, and a stop does not leave them live.
+		if err := s.Vault.WaitRevocations(ctx); err != nil {
+			s.logger.Warn("stopped before every replaced grant was revoked upstream", "error", err)
+		}
 	}
 	if s.auditor != nil {
 		s.auditor.Close()
