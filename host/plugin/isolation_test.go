@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/alterhost/alterhost/host/plugin"
 	"github.com/alterhost/alterhost/internal/wasmtest"
@@ -208,5 +209,37 @@ func TestParseIsolation(t *testing.T) {
 		if _, err := plugin.ParseIsolation(bad); err == nil || !strings.Contains(err.Error(), "want person, pooled or call") {
 			t.Errorf("ParseIsolation(%q) = %v; want a clear error", bad, err)
 		}
+	}
+}
+
+// TestIsolationPersonSpare checks that a clean spare is kept ready once
+// several people use a plugin, and never for one person alone.
+func TestIsolationPersonSpare(t *testing.T) {
+	p := loadRememberer(t, plugin.IsolatePerson, 4)
+	for i := range 10 {
+		remember(t, p, "owner", fmt.Sprint("o", i))
+	}
+	if n := p.Instantiations(); n != 0 {
+		t.Fatalf("%d instances made for one person's calls; want 0 (the warm one serves her)", n)
+	}
+	remember(t, p, "bob", "b1") // a newcomer: his own instance, and a spare
+	deadline := time.Now().Add(10 * time.Second)
+	for idle(t, p) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle instances; want owner's, bob's and a clean spare", idle(t, p))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := p.Instantiations()
+	if got := remember(t, p, "carol", "c1"); got != "" {
+		t.Fatalf("carol found %q on the spare", got)
+	}
+	if got := remember(t, p, "owner", "o10"); got != "o9" {
+		t.Fatalf("owner found %q; want her own o9", got)
+	}
+	// Carol took the spare, and the pool may make the next one meanwhile;
+	// her call itself made none.
+	if n := p.Instantiations() - before; n > 1 {
+		t.Errorf("%d instances made after carol's call; want at most the next spare", n)
 	}
 }

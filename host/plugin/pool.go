@@ -28,6 +28,10 @@ const (
 	IsolatePooled
 	// IsolateCall runs every call on an instance that has run nothing
 	// before, and closes it afterwards; spares are made in the background.
+	//
+	// Under IsolatePerson too, once several people use a plugin, a spare
+	// is kept while the pool has room, so a newcomer's first call does not
+	// wait for an instantiation.
 	IsolateCall
 )
 
@@ -140,12 +144,12 @@ func (p *pool) get(ctx context.Context, subject string) (engine.Instance, error)
 		return nil, errRetired
 	default:
 	}
-	inst, evicted, fresh := p.take(subject)
+	inst, evicted, spare := p.take(subject)
 	if evicted != nil {
 		p.metrics.Isolated()
 		evicted.Close(context.WithoutCancel(ctx))
 	}
-	if fresh && p.isolation == IsolateCall {
+	if spare {
 		p.spare(ctx)
 	}
 	if inst != nil {
@@ -170,13 +174,16 @@ func (p *pool) get(ctx context.Context, subject string) (engine.Instance, error)
 // take picks the idle instance subject's call may run on and counts it
 // busy. With none, it returns nil and counts the instance the caller is
 // about to make; if that would exceed the pool's size, it also hands back
-// the least recently used idle instance to close first. fresh says the
-// call consumed (or is about to make) an instance that had run nothing.
-func (p *pool) take(subject string) (inst, evict engine.Instance, fresh bool) {
+// the least recently used idle instance to close first. spare says the
+// pool should make a clean instance ready for the next call: always under
+// IsolateCall once this call took or makes one, and under IsolatePerson
+// when a newcomer found other people's instances (with one person, as in
+// owner mode, no spare would ever be used).
+func (p *pool) take(subject string) (inst, evict engine.Instance, spare bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.busy++
-	pick := -1
+	pick, others := -1, false
 	for i := len(p.idle) - 1; i >= 0; i-- {
 		c := p.idle[i]
 		if p.isolation == IsolatePooled || p.isolation == IsolatePerson && c.used && c.owner == subject {
@@ -186,19 +193,22 @@ func (p *pool) take(subject string) (inst, evict engine.Instance, fresh bool) {
 		if !c.used && pick < 0 {
 			pick = i // a clean one, if nothing better turns up
 		}
+		others = others || c.used
 	}
+	fresh := pick < 0 || !p.idle[pick].used
+	spare = fresh && (p.isolation == IsolateCall || p.isolation == IsolatePerson && others)
 	if pick >= 0 {
 		c := p.idle[pick]
 		p.idle = append(p.idle[:pick], p.idle[pick+1:]...)
 		p.metrics.AddIdle(-1)
-		return c.inst, nil, !c.used
+		return c.inst, nil, spare
 	}
 	if len(p.idle)+p.busy > p.size && len(p.idle) > 0 {
 		evict = p.idle[0].inst
 		p.idle = p.idle[1:]
 		p.metrics.AddIdle(-1)
 	}
-	return nil, evict, true
+	return nil, evict, spare
 }
 
 // put returns subject's instance and its slot. A healthy instance is kept
@@ -240,8 +250,9 @@ func (p *pool) warm(inst engine.Instance) {
 }
 
 // spare makes, in the background, an instance that has run nothing, so
-// the next IsolateCall call need not wait for one; nothing is made when
-// the pool holds one already or is full.
+// the next call that needs one (IsolateCall, or a newcomer under
+// IsolatePerson) need not wait for it; nothing is made when the pool
+// holds one already or is full.
 func (p *pool) spare(ctx context.Context) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
