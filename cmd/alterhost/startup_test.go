@@ -32,7 +32,7 @@ import (
 )
 
 // readyRE finds the MCP URL and the tool count in the serving log line.
-var readyRE = regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)/mcp tools=(\d+)`)
+var readyRE = regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)/mcp .*\btools=(\d+)`)
 
 // startOnce starts bin, waits until /readyz says ready, and returns how
 // long that took, the CPU time the process had used by then (10 ms
