@@ -504,7 +504,11 @@ func connectInMemory(b *testing.B, s *mcp.Server) *mcp.ClientSession {
 func connectHTTP(b *testing.B, url string) *mcp.ClientSession {
 	b.Helper()
 	ts := &mcp.StreamableClientTransport{Endpoint: url, DisableStandaloneSSE: true}
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "bench"}, nil).Connect(context.Background(), ts, nil)
+	// 2025-11-25, with sessions, on both sides: the SDK's client would
+	// speak 2026-07-28, which alterhost serves statelessly, a different
+	// and dearer path than the plain handler of the native side.
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "bench"}, nil).Connect(context.Background(), ts,
+		&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 	if err != nil {
 		b.Fatal(err)
 	}
