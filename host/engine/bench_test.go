@@ -1,6 +1,7 @@
 package engine_test
 
-// Engine-level benchmarks: the same tools as a C guest and a Go guest, on
+// Engine-level benchmarks: the same tools as C, Go, Rust and
+// AssemblyScript guests (the last two skipped without their toolchains), on
 // the Extism engine and on the native engine, beside the native Go code
 // doing the same work, measured in the same run.
 //
@@ -8,8 +9,8 @@ package engine_test
 //	scripts/bench.sh -pkg ./host/engine/ -bench Engine
 //
 // Names follow scripts/bench.sh: X/native is native Go, and every sibling
-// of it (X/c_extism, X/c_nativeengine, X/go_extism, X/go_nativeengine) is
-// reported as a ratio to it.
+// of it (X/c_extism, X/c_nativeengine, X/go_extism, X/go_nativeengine,
+// X/rust_*, X/as_*) is reported as a ratio to it.
 //   - Ping: a no-op tool, input {} and output {"ok":true}: the fixed cost
 //     of a warm call. native returns a copy of the output.
 //   - Request: one alter_request round trip. The guest encodes a GET
@@ -23,6 +24,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,6 +35,7 @@ import (
 
 	"github.com/alterhost/alterhost/abi"
 	"github.com/alterhost/alterhost/host/engine"
+	"github.com/alterhost/alterhost/internal/pluginbuild"
 )
 
 const benchC = `#include "alter.h"
@@ -83,6 +86,51 @@ func request() int32 {
 	})
 }
 `
+
+const benchRust = `use alter::Request;
+
+#[no_mangle]
+pub extern "C" fn ping() -> i32 {
+    alter::handle(|_| Ok("{\"ok\":true}"))
+}
+
+#[no_mangle]
+pub extern "C" fn request() -> i32 {
+    alter::handle(|_| {
+        let resp = Request::new("GET", "https://api.example.com/user").header("Accept", "application/json").send()?;
+        Ok(resp.body)
+    })
+}
+`
+
+const benchAssemblyScript = `import { Request, Result, handle, request as send } from "@alterhost/alter";
+
+const pong = Uint8Array.wrap(String.UTF8.encode("{\"ok\":true}"));
+
+function pingImpl(_input: Uint8Array): Result {
+  return Result.bytes(pong);
+}
+
+export function ping(): i32 {
+  return handle(pingImpl);
+}
+
+function requestImpl(_input: Uint8Array): Result {
+  const reply = send(new Request("GET", "https://api.example.com/user").setHeader("Accept", "application/json"));
+  const err = reply.error;
+  if (err) return Result.fromError(err);
+  return Result.bytes(reply.response!.body);
+}
+
+export function request(): i32 {
+  return handle(requestImpl);
+}
+`
+
+// benchManifest is the manifest the Rust and AssemblyScript guests are
+// built with.
+const benchManifest = `{"abi":"alter/v1","name":"bench","version":"0.1.0","allowed_hosts":["api.example.com"],
+ "tools":[{"name":"ping","description":"no-op","export":"ping"},{"name":"request","description":"one request","export":"request"}]}`
 
 // ---- Native Go equivalents ----------------------------------------------
 
@@ -141,7 +189,7 @@ func nativeRequest() ([]byte, error) {
 // ---- Fixture --------------------------------------------------------------
 
 type benchGuest struct {
-	name string // "c" or "go"
+	name string // "c", "go", "rust" or "as"
 	wasm []byte
 }
 
@@ -217,6 +265,34 @@ func buildGuests(b *testing.B) []benchGuest {
 		}
 		wasm, _ := os.ReadFile(out)
 		benchGuests = append(benchGuests, benchGuest{"go", wasm})
+		for _, g := range []struct {
+			lang       pluginbuild.Lang
+			file, code string
+		}{{pluginbuild.Rust, "lib.rs", benchRust}, {pluginbuild.AssemblyScript, "index.ts", benchAssemblyScript}} {
+			src := filepath.Join(dir, string(g.lang))
+			if err := os.MkdirAll(src, 0o755); err != nil {
+				benchErr = err
+				return
+			}
+			os.WriteFile(filepath.Join(src, g.file), []byte(g.code), 0o644)
+			os.WriteFile(filepath.Join(src, "alter.json"), []byte(benchManifest), 0o644)
+			out := filepath.Join(dir, string(g.lang)+".wasm")
+			err := pluginbuild.Run(context.Background(), pluginbuild.Build{Lang: g.lang, Dir: src, Out: out, Root: root})
+			var te *pluginbuild.ToolchainError
+			if errors.As(err, &te) {
+				continue // measured where the toolchain is (scripts/setup.sh)
+			}
+			if err != nil {
+				benchErr = fmt.Errorf("%s: %v", g.lang, err)
+				return
+			}
+			wasm, _ := os.ReadFile(out)
+			name := string(g.lang)
+			if g.lang == pluginbuild.AssemblyScript {
+				name = "as"
+			}
+			benchGuests = append(benchGuests, benchGuest{name, wasm})
+		}
 	})
 	if benchErr != nil {
 		b.Fatal(benchErr)
