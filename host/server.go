@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -245,6 +246,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if len(cat.Tools) == 0 {
 		logger.Warn("no tools to serve", "plugins", cfg.PluginsDir)
 	}
+	// Loading leaves tens of MiB of garbage (module bytes, compiler
+	// scratch); hand it back to the system now rather than at the next
+	// scavenge, off the path to serving.
+	go debug.FreeOSMemory()
 	if cfg.TrustIssuer != "" && !cfg.Auth {
 		return nil, errors.New("an external issuer needs authentication on: drop --no-auth and --stdio")
 	}
