@@ -113,18 +113,11 @@ func startOnce(t *testing.T, bin, plugins, data, engine string, wantTools int, i
 // rssOf reads a process's resident set size, in bytes.
 func rssOf(t *testing.T, pid int) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := loadgen.RSS(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return n
 }
 
 func median[T int64 | time.Duration](xs []T) T {

@@ -33,6 +33,7 @@ import (
 	"github.com/alterhost/alterhost/abi"
 	"github.com/alterhost/alterhost/host/engine"
 	"github.com/alterhost/alterhost/host/plugin"
+	"github.com/alterhost/alterhost/internal/load"
 	"github.com/alterhost/alterhost/vault/egress"
 )
 
@@ -232,18 +233,11 @@ func TestStartupGoGuest(t *testing.T) {
 
 // rss is the process's resident set size, in bytes.
 func rss(t *testing.T) int64 {
-	b, err := os.ReadFile("/proc/self/status")
+	n, err := load.RSS(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return n
 }
 
 // heap is the Go heap in use after a collection, which also returns
