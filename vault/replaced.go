@@ -7,12 +7,16 @@ import (
 	"github.com/alterhost/alterhost/vault/store"
 )
 
-// AuthorizationRevoker is implemented by providers that can say whether
-// revoking one token there ends every token the person granted this
-// client (GitHub's "delete an app authorization", Google's revocation
-// endpoint), rather than the token sent alone.
-type AuthorizationRevoker interface {
-	RevokeEndsAuthorization() bool
+// ReplacedRevoker is implemented by providers that can say whether
+// revoking one token there ends that token alone. Only then is a grant
+// replaced by a new consent revoked: at some providers (GitHub's "delete
+// an app authorization", Google's revocation endpoint, Keycloak's offline
+// tokens) revoking any token ends every token the person granted the
+// client, and the new grant would end with the old one. Killing the new
+// grant is worse than leaving the old one, which alterhost no longer
+// holds, to expire.
+type ReplacedRevoker interface {
+	RevokeReplaced() bool
 }
 
 // canRevoke returns p as a Revoker if it can revoke upstream.
@@ -52,9 +56,9 @@ func (v *Vault) revokeReplaced(ctx context.Context, old store.Grant, now Token) 
 		v.logger.Info("the replaced grant shares a token with the new one; nothing revoked upstream", "subject", subject, "provider", provider)
 		return
 	}
-	if a, ok := p.(AuthorizationRevoker); ok && a.RevokeEndsAuthorization() &&
-		(old.AccountID == "" || now.AccountID == "" || old.AccountID == now.AccountID) {
-		v.logger.Info("the replaced grant is not revoked upstream: at this provider that would end the new grant too",
+	otherAccount := old.AccountID != "" && now.AccountID != "" && old.AccountID != now.AccountID
+	if a, ok := p.(ReplacedRevoker); !otherAccount && (!ok || !a.RevokeReplaced()) {
+		v.logger.Info("the replaced grant is not revoked upstream: this provider is not known to revoke one token alone (revoke_replaced)",
 			"subject", subject, "provider", provider)
 		return
 	}

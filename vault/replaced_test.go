@@ -19,9 +19,9 @@ import (
 // ends.
 type revokingProvider struct {
 	fakeProvider
-	endsAuthorization bool
-	fail              bool
-	hang              bool
+	revokeReplaced bool
+	fail           bool
+	hang           bool
 
 	mu      sync.Mutex
 	revoked []vault.Token
@@ -51,7 +51,7 @@ func (p *revokingProvider) RevokeGrant(ctx context.Context, t vault.Token) error
 	return nil
 }
 
-func (p *revokingProvider) RevokeEndsAuthorization() bool { return p.endsAuthorization }
+func (p *revokingProvider) RevokeReplaced() bool { return p.revokeReplaced }
 
 func (p *revokingProvider) got() []vault.Token {
 	p.mu.Lock()
@@ -93,7 +93,7 @@ func TestReplacedGrantRevoked(t *testing.T) {
 	eachStore(t, func(t *testing.T, openStore func(*testing.T) store.Store) {
 		ctx := context.Background()
 		st := openStore(t)
-		p := &revokingProvider{}
+		p := &revokingProvider{revokeReplaced: true}
 		v, logs := newRevokingVault(t, st, p)
 		save := func(subject string, tok vault.Token) {
 			t.Helper()
@@ -136,9 +136,10 @@ func TestReplacedGrantRevoked(t *testing.T) {
 		save("alice", vault.Token{AccessToken: "at-3", RefreshToken: "rt-4"})
 		want("re-consents sharing a token", vault.Token{AccessToken: "at-1", RefreshToken: "rt-1"})
 
-		// At a provider where any revocation ends the whole authorization,
-		// only another account's grant is revoked.
-		p.endsAuthorization = true
+		// At a provider not known to revoke one token alone (where any
+		// revocation may end the whole authorization), only another
+		// account's grant is revoked.
+		p.revokeReplaced = false
 		save("carol", vault.Token{AccessToken: "c-1", RefreshToken: "cr-1", AccountID: "u-1"})
 		save("carol", vault.Token{AccessToken: "c-2", RefreshToken: "cr-2", AccountID: "u-1"})
 		save("carol", vault.Token{AccessToken: "c-3", RefreshToken: "cr-3"})
@@ -169,7 +170,7 @@ func TestReplacedGrantRevokeFails(t *testing.T) {
 		st := openStore(t)
 
 		// The provider refuses, repeating the token in its error.
-		p := &revokingProvider{fail: true}
+		p := &revokingProvider{revokeReplaced: true, fail: true}
 		v, logs := newRevokingVault(t, st, p)
 		v.Save(ctx, "alice", "acme", vault.Token{AccessToken: "at-1", RefreshToken: "rt-1"})
 		if _, err := v.Save(ctx, "alice", "acme", vault.Token{AccessToken: "at-2", RefreshToken: "rt-2"}); err != nil {
@@ -186,7 +187,7 @@ func TestReplacedGrantRevokeFails(t *testing.T) {
 
 		// The provider hangs: Save returns at once, one revocation runs
 		// at a time here, and the time bound ends it.
-		p = &revokingProvider{hang: true, started: make(chan struct{}, 4), release: make(chan struct{})}
+		p = &revokingProvider{revokeReplaced: true, hang: true, started: make(chan struct{}, 4), release: make(chan struct{})}
 		v, logs = newRevokingVault(t, st, p)
 		v.SetRevokeLimits(1, 300*time.Millisecond)
 		start := time.Now()

@@ -227,7 +227,8 @@ func newProvider(t *testing.T, upstreamURL, name string, mutate ...func(*provide
 	cfg := provider.Config{
 		Name: name, DisplayName: strings.ToUpper(name[:1]) + name[1:],
 		AuthURL: upstreamURL + "/authorize", TokenURL: upstreamURL + "/token", RevokeURL: upstreamURL + "/revoke",
-		ClientID: clientID, PKCE: true, AccountIDField: "user.id",
+		RevokeReplaced: true, // the fake revokes the token sent alone
+		ClientID:       clientID, PKCE: true, AccountIDField: "user.id",
 		APIHosts: []abi.HostPattern{abi.HostPattern("api." + name + ".test")},
 	}
 	for _, m := range mutate {
@@ -1096,6 +1097,22 @@ func TestReconsentRevokesReplaced(t *testing.T) {
 	wantPage(t, f.do(browser(t), req), http.StatusOK, "Disconnected acme")
 	if got := f.up.revokedTokens(); !slices.Equal(got, []string{oldRT, newRT}) {
 		t.Errorf("revoked %q; want %q then %q", got, oldRT, newRT)
+	}
+}
+
+// TestReconsentKeepsReplaced: at a provider not known to revoke one token
+// alone (no revoke_replaced), a re-consent of the same account revokes
+// nothing, so the new grant cannot end with the old.
+func TestReconsentKeepsReplaced(t *testing.T) {
+	f := newFlow(t, func(c *provider.Config) { c.RevokeReplaced = false })
+	wantPage(t, f.get(browser(t), f.connectURL("alice", "acme", "read")), http.StatusOK, titleConnected)
+	wantPage(t, f.get(browser(t), f.connectURL("alice", "acme", "read", "write")), http.StatusOK, titleConnected)
+	f.waitRevocations()
+	if got := f.up.revokedTokens(); len(got) != 0 {
+		t.Errorf("revoked %q upstream; want nothing", got)
+	}
+	if !strings.Contains(f.logs.String(), "not known to revoke one token alone") {
+		t.Errorf("the log does not say why nothing was revoked:\n%s", f.logs.String())
 	}
 }
 

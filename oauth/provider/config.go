@@ -42,11 +42,13 @@ type Config struct {
 	// RevokeHeaders are extra headers sent to RevokeURL (Notion wants a
 	// Notion-Version header there).
 	RevokeHeaders map[string]string `json:"revoke_headers,omitempty"`
-	// RevokeEndsAuthorization says that revoking any one token at RevokeURL
-	// ends every token the person granted this client, not just the one
-	// sent. A grant replaced by a new consent is then not revoked (the new
-	// grant would end too), unless the two are of different accounts.
-	RevokeEndsAuthorization bool `json:"revoke_ends_authorization,omitempty"`
+	// RevokeReplaced says that revoking a token at RevokeURL ends that
+	// token alone, so a grant replaced by a new consent is revoked there.
+	// Off, a replaced grant is revoked only when the two grants are known
+	// to be of different accounts: at some providers (GitHub, Google,
+	// Keycloak's offline tokens) revoking any token ends every token the
+	// person granted this client, the new grant's included.
+	RevokeReplaced bool `json:"revoke_replaced,omitempty"`
 
 	// ClientID is the OAuth client id. Empty in a preset means the preset
 	// is not configured; the environment variable ALTERHOST_<NAME>_CLIENT_ID
@@ -279,8 +281,8 @@ func (c *Config) check() []Problem {
 		add("revoke_style", fmt.Sprintf("%q is not a revocation style", c.RevokeStyle),
 			`use "rfc7009", "json", "bearer" or "github"`)
 	}
-	if c.RevokeURL == "" && (c.RevokeStyle != "" || len(c.RevokeHeaders) > 0 || c.RevokeEndsAuthorization) {
-		add("revoke_url", "is missing but revoke_style, revoke_headers or revoke_ends_authorization is set",
+	if c.RevokeURL == "" && (c.RevokeStyle != "" || len(c.RevokeHeaders) > 0 || c.RevokeReplaced) {
+		add("revoke_url", "is missing but revoke_style, revoke_headers or revoke_replaced is set",
 			"set revoke_url, or drop the others")
 	}
 	for _, k := range sortedKeys(c.RevokeHeaders) {

@@ -23,9 +23,9 @@ func Presets() []Config {
 			TokenURL:    "https://github.com/login/oauth/access_token",
 			// The REST API's "delete an app authorization": it removes the
 			// grant and every token of it, and takes the access token.
-			RevokeURL:               "https://api.github.com/applications/{client_id}/grant",
-			RevokeStyle:             RevokeGitHub,
-			RevokeEndsAuthorization: true,
+			// So a replaced grant is not revoked (no RevokeReplaced).
+			RevokeURL:   "https://api.github.com/applications/{client_id}/grant",
+			RevokeStyle: RevokeGitHub,
 			// No default scopes: without any, a token reads public data;
 			// tools ask for "repo" and the like. GitHub Apps ignore scopes.
 			// Requests take spaces, responses list scopes with commas.
@@ -45,13 +45,13 @@ func Presets() []Config {
 			RevokeURL:   "https://oauth2.googleapis.com/revoke",
 			RevokeStyle: RevokeRFC7009,
 			// Revoking either token removes the app's access to the account:
-			// every token of it ends, a newer consent's included.
-			RevokeEndsAuthorization: true,
-			Scopes:                  []string{"openid", "email"}, // Google refuses a request without scope
-			ScopeSeparator:          " ",
-			PKCE:                    true,
-			TokenAuth:               TokenAuthParams,
-			APIHosts:                []abi.HostPattern{"*.googleapis.com"},
+			// every token of it ends, a newer consent's included, so a
+			// replaced grant is not revoked (no RevokeReplaced).
+			Scopes:         []string{"openid", "email"}, // Google refuses a request without scope
+			ScopeSeparator: " ",
+			PKCE:           true,
+			TokenAuth:      TokenAuthParams,
+			APIHosts:       []abi.HostPattern{"*.googleapis.com"},
 			ExtraAuthParams: map[string]string{
 				// A refresh token at every consent, not just the first.
 				"access_type": "offline",
@@ -66,8 +66,9 @@ func Presets() []Config {
 			AuthURL:     "https://slack.com/oauth/v2/authorize",
 			TokenURL:    "https://slack.com/api/oauth.v2.access",
 			// auth.revoke revokes the token it is called with.
-			RevokeURL:   "https://slack.com/api/auth.revoke",
-			RevokeStyle: RevokeBearer,
+			RevokeURL:      "https://slack.com/api/auth.revoke",
+			RevokeStyle:    RevokeBearer,
+			RevokeReplaced: true,
 			// alterhost acts as the person: user-token scopes, asked as
 			// user_scope, comma-separated; the token comes back under
 			// authed_user.
@@ -111,6 +112,7 @@ func Presets() []Config {
 			TokenURL:       "https://gitlab.com/oauth/token",
 			RevokeURL:      "https://gitlab.com/oauth/revoke",
 			RevokeStyle:    RevokeRFC7009,
+			RevokeReplaced: true, // RFC 7009: the token sent, and what was issued with it
 			Scopes:         []string{"read_user"},
 			ScopeSeparator: " ",
 			PKCE:           true,

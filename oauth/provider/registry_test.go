@@ -167,9 +167,9 @@ func TestLoadErrors(t *testing.T) {
 			[]string{`"redirect_uri" is set by alterhost`}},
 		{"bad style", `{"providers": [{"name": "gitlab", "token_auth": "cookie", "revoke_style": "smoke"}]}`, nil,
 			[]string{`token_auth: "cookie"`, `revoke_style: "smoke"`}},
-		{"ends authorization without revoke url", `{"providers": [{"name": "microsoft", "revoke_ends_authorization": true}]}`,
+		{"revoke replaced without revoke url", `{"providers": [{"name": "microsoft", "revoke_replaced": true}]}`,
 			env{"ALTERHOST_MICROSOFT_CLIENT_ID": "a", "ALTERHOST_MICROSOFT_CLIENT_SECRET": "s"},
-			[]string{`providers[0] ("microsoft") revoke_url: is missing but revoke_style, revoke_headers or revoke_ends_authorization is set`}},
+			[]string{`providers[0] ("microsoft") revoke_url: is missing but revoke_style, revoke_headers or revoke_replaced is set`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""
@@ -277,34 +277,34 @@ func TestSecretNeverPrinted(t *testing.T) {
 	}
 }
 
-// TestRevokeEndsAuthorization: the presets whose revocation ends every
-// token of the person's authorization say so (the vault then leaves a
-// replaced grant alone), the others do not, and a file can change it.
-func TestRevokeEndsAuthorization(t *testing.T) {
-	ends := map[string]bool{"github": true, "google": true}
+// TestRevokeReplaced: only the presets whose revocation is known to end
+// the token sent alone let the vault revoke a replaced grant; a file can
+// change it either way.
+func TestRevokeReplaced(t *testing.T) {
+	alone := map[string]bool{"slack": true, "gitlab": true}
 	for _, c := range Presets() {
 		c.ClientID = "a"
 		p, err := New(c, WithClientSecret("s"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.RevokeEndsAuthorization() != ends[c.Name] {
-			t.Errorf("%s: RevokeEndsAuthorization() = %v; want %v", c.Name, p.RevokeEndsAuthorization(), ends[c.Name])
+		if p.RevokeReplaced() != alone[c.Name] {
+			t.Errorf("%s: RevokeReplaced() = %v; want %v", c.Name, p.RevokeReplaced(), alone[c.Name])
 		}
 	}
-	path := writeConfig(t, `{"providers": [{"name": "slack", "client_id": "a", "revoke_ends_authorization": true},
-		{"name": "google", "client_id": "b", "revoke_ends_authorization": false}]}`)
-	reg, err := load(path, env{"ALTERHOST_SLACK_CLIENT_SECRET": "s", "ALTERHOST_GOOGLE_CLIENT_SECRET": "s"}.get)
+	path := writeConfig(t, `{"providers": [{"name": "slack", "client_id": "a", "revoke_replaced": false},
+		{"name": "linear", "client_id": "b", "revoke_replaced": true}]}`)
+	reg, err := load(path, env{"ALTERHOST_SLACK_CLIENT_SECRET": "s", "ALTERHOST_LINEAR_CLIENT_SECRET": "s"}.get)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]bool{"slack": true, "google": false} {
+	for name, want := range map[string]bool{"slack": false, "linear": true} {
 		p, ok := reg.Provider(name)
 		if !ok {
 			t.Fatalf("no provider %s", name)
 		}
-		if got := p.(*Provider).RevokeEndsAuthorization(); got != want {
-			t.Errorf("%s from the file: RevokeEndsAuthorization() = %v; want %v", name, got, want)
+		if got := p.(*Provider).RevokeReplaced(); got != want {
+			t.Errorf("%s from the file: RevokeReplaced() = %v; want %v", name, got, want)
 		}
 	}
 }

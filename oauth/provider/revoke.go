@@ -128,4 +128,4 @@ func (p *Provider) revokeRequest(ctx context.Context, token string) (*http.Reque
 	return req, nil
 }
 
-var _ vault.AuthorizationRevoker = (*Provider)(nil)
+var _ vault.ReplacedRevoker = (*Provider)(nil)
