@@ -77,7 +77,7 @@ type pool struct {
 	module    engine.Module
 	isolation Isolation
 	size      int
-	slots     chan struct{} // one token per running call
+	slots     chan struct{} // one token per instance out on a call or being made as a spare
 	wait      time.Duration
 	stopped   chan struct{}
 	stopOnce  sync.Once
@@ -122,6 +122,13 @@ func newPool(m engine.Module, size int, wait time.Duration, isolation Isolation)
 // get takes a slot, waiting at most the pool's queue timeout, then an idle
 // instance that subject may use or, failing that, a new one.
 func (p *pool) get(ctx context.Context, subject string) (engine.Instance, error) {
+	// A stopped pool turns callers away at once, rather than letting them
+	// compete with close for the slots.
+	select {
+	case <-p.stopped:
+		return nil, errRetired
+	default:
+	}
 	start := time.Now()
 	timer := time.NewTimer(p.wait)
 	defer timer.Stop()
@@ -150,7 +157,7 @@ func (p *pool) get(ctx context.Context, subject string) (engine.Instance, error)
 		evicted.Close(context.WithoutCancel(ctx))
 	}
 	if spare {
-		p.spare(ctx)
+		p.spare()
 	}
 	if inst != nil {
 		p.metrics.AddInUse(1)
@@ -203,6 +210,8 @@ func (p *pool) take(subject string) (inst, evict engine.Instance, spare bool) {
 		p.metrics.AddIdle(-1)
 		return c.inst, nil, spare
 	}
+	// Every busy instance holds a slot, so busy <= size and closing the
+	// least recently used idle instance makes room.
 	if len(p.idle)+p.busy > p.size && len(p.idle) > 0 {
 		evict = p.idle[0].inst
 		p.idle = p.idle[1:]
@@ -253,7 +262,7 @@ func (p *pool) warm(inst engine.Instance) {
 // the next call that needs one (IsolateCall, or a newcomer under
 // IsolatePerson) need not wait for it; nothing is made when the pool
 // holds one already or is full.
-func (p *pool) spare(ctx context.Context) {
+func (p *pool) spare() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	select {
@@ -269,11 +278,20 @@ func (p *pool) spare(ctx context.Context) {
 			return
 		}
 	}
+	// A spare holds a slot while it is made, as a call does, so calls and
+	// spares together never make more than size instances.
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		return
+	}
 	p.busy++
 	p.spares.Add(1)
 	go func() {
 		defer p.spares.Done()
-		ctx := context.WithoutCancel(ctx)
+		defer func() { <-p.slots }()
+		// Not the caller's context: a spare belongs to no one's call.
+		ctx := context.Background()
 		p.instantiations.Add(1)
 		start := time.Now()
 		inst, err := p.module.Instantiate(ctx)
