@@ -224,9 +224,10 @@ func runSigninLink(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("alterhost signin-link", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	sf := addStoreFlags(fs)
-	base := fs.String("base-url", "http://127.0.0.1:8080", "external `URL` of the running alterhost")
+	base := fs.String("base-url", "", "external `URL` of the running alterhost (default http://ADDR)")
+	addr := fs.String("addr", "127.0.0.1:8080", "`HOST:PORT` the running alterhost serves on, when --base-url is not set")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: alterhost signin-link [--base-url URL] [--data-dir DIR] [--database-url URL]")
+		fmt.Fprintln(stderr, "usage: alterhost signin-link [--base-url URL | --addr HOST:PORT] [--data-dir DIR] [--database-url URL]")
 		fmt.Fprintln(stderr, "\nPrints a link that signs the owner in to the alterhost at URL, once, within 15 minutes.")
 		fmt.Fprintln(stderr, "An alterhost that signs people in through OpenID Connect (--oidc-issuer) has no such links.")
 		fs.PrintDefaults()
@@ -236,6 +237,11 @@ func runSigninLink(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	// As serve derives it, so that a configuration file naming only addr
+	// sends the link to that alterhost, not to another one on 8080.
+	if *base == "" {
+		*base = "http://" + *addr
 	}
 	issuer, err := url.Parse(*base)
 	if err != nil {

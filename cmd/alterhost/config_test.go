@@ -622,6 +622,20 @@ func TestAdminConfig(t *testing.T) {
 		t.Errorf("audit did not open the file's data-dir: %v", err)
 	}
 
+	// signin-link finds the alterhost by the file's addr, as serve would
+	// name itself without a base-url.
+	if err := os.WriteFile(path, []byte(fmt.Sprintf("addr = \"127.0.0.1:9\"\ndata-dir = %q\n", dataDir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"signin-link", "--config", path}, &stdout, &stderr); code != 0 {
+		t.Fatalf("signin-link: exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "http://127.0.0.1:9/") {
+		t.Errorf("signin-link printed %q; want a link to the file's addr", stdout.String())
+	}
+
 	adminFlags := func() *flag.FlagSet {
 		fs := flag.NewFlagSet("alterhost audit", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)

@@ -45,7 +45,7 @@ Usage:
   alterhost grants [--subject S]
   alterhost providers [--providers FILE] [--json]
   alterhost vault rotate-key
-  alterhost signin-link [--base-url URL]
+  alterhost signin-link [--base-url URL | --addr HOST:PORT]
   alterhost config check [--config FILE] [flags...]
 
 Serving:
