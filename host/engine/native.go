@@ -24,6 +24,11 @@ type NativeOptions struct {
 	// folder may be shared (entries are keyed by content), but the two
 	// engines compile different code for one plugin, since this one
 	// instruments it.
+	//
+	// Trust the folder as the binary: its entries are checked against
+	// damage, not against a writer, who could have wazero run machine
+	// code of their own (or a module without the interrupt checks). The
+	// server keeps it under its 0700 data directory.
 	CacheDir string
 	// Logger receives guest log lines; nil discards them.
 	Logger *slog.Logger
