@@ -70,13 +70,11 @@ func (v *Vault) revokeReplaced(ctx context.Context, old store.Grant, now Token) 
 			"subject", subject, "provider", provider)
 		return
 	}
-	v.revokes.Add(1)
 	// Off the request path: the person's page does not wait for the
 	// provider. The context keeps the request's values (its trace), not
 	// its end.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.revokeTimeout)
 	go func() {
-		defer v.revokes.Done()
 		defer func() { <-sem }()
 		defer cancel()
 		if err := r.RevokeGrant(rctx, Token{AccessToken: s.AccessToken, RefreshToken: s.RefreshToken}); err != nil {
@@ -90,16 +88,26 @@ func (v *Vault) revokeReplaced(ctx context.Context, old store.Grant, now Token) 
 
 // WaitRevocations waits until the revocations of replaced grants that
 // Save started have finished, or ctx ends. Call it before exiting, so
-// they are not cut short.
+// they are not cut short. It holds every revocation slot meanwhile: one
+// that would start then is skipped (and logged), so the wait cannot be
+// prolonged by new ones.
 func (v *Vault) WaitRevocations(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { v.revokes.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	sem := v.revoking
+	held := 0
+	defer func() {
+		for range held {
+			<-sem
+		}
+	}()
+	for range cap(sem) {
+		select {
+		case sem <- struct{}{}:
+			held++
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
 
 // redact is err's text without the tokens of s, should a provider have

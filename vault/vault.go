@@ -70,7 +70,6 @@ type Vault struct {
 	revoking chan struct{}
 	// revokeTimeout bounds one such revocation.
 	revokeTimeout time.Duration
-	revokes       sync.WaitGroup
 }
 
 type cachedGrant struct {
