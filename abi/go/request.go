@@ -2,8 +2,6 @@
 
 package alter
 
-import "encoding/json"
-
 // hostAlterRequest takes a kernel block holding the request JSON, which the
 // host frees, and returns a new block holding the reply JSON, which the
 // guest must free.
@@ -15,11 +13,7 @@ func hostAlterRequest(request uint64) uint64
 // any HTTP status. Its error is always an [*Error]: the request was refused
 // or could not be completed.
 func Do(req Request) (*Response, error) {
-	msg, err := json.Marshal(req)
-	if err != nil {
-		return nil, &Error{Code: CodeBadRequest, Message: "cannot encode request: " + err.Error()}
-	}
-	off := hostAlterRequest(writeBlock(msg))
+	off := hostAlterRequest(writeBlock(appendRequest(nil, &req)))
 	if off == 0 {
 		return nil, &Error{Code: CodeInternal, Message: "alter_request returned no reply"}
 	}

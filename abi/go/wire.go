@@ -3,6 +3,8 @@ package alter
 import (
 	"encoding/base64"
 	"encoding/json"
+	"slices"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -24,22 +26,174 @@ type Request struct {
 
 // MarshalJSON encodes r in the alter_request wire format. The body travels
 // as "body" when it is valid UTF-8 and as "body_base64" otherwise, because a
-// JSON string cannot carry arbitrary bytes.
-func (r Request) MarshalJSON() ([]byte, error) {
-	w := struct {
-		Method     string              `json:"method,omitempty"`
-		URL        string              `json:"url"`
-		Query      map[string][]string `json:"query,omitempty"`
-		Headers    map[string]string   `json:"headers,omitempty"`
-		Body       string              `json:"body,omitempty"`
-		BodyBase64 string              `json:"body_base64,omitempty"`
-	}{Method: r.Method, URL: r.URL, Query: r.Query, Headers: r.Headers}
-	if utf8.Valid(r.Body) {
-		w.Body = string(r.Body)
-	} else {
-		w.BodyBase64 = base64.StdEncoding.EncodeToString(r.Body)
+// JSON string cannot carry arbitrary bytes. The bytes are exactly what
+// encoding/json makes of the wire struct; see appendRequest.
+func (r Request) MarshalJSON() ([]byte, error) { return appendRequest(nil, &r), nil }
+
+// appendRequest appends r's wire encoding to dst. It is written by hand
+// because encoding/json's reflection dominated a request's cost in Wasm; it
+// keeps encoding/json's output byte for byte (field order, omitempty, sorted
+// map keys, HTML-safe escaping), which the tests check against it.
+func appendRequest(dst []byte, r *Request) []byte {
+	if dst == nil {
+		dst = make([]byte, 0, requestSizeHint(r))
 	}
-	return json.Marshal(w)
+	dst = append(dst, '{')
+	if r.Method != "" {
+		dst = append(dst, `"method":`...)
+		dst = appendString(dst, r.Method)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"url":`...)
+	dst = appendString(dst, r.URL)
+	if len(r.Query) > 0 {
+		dst = append(dst, `,"query":{`...)
+		for i, k := range sortedKeys(r.Query) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, k)
+			dst = append(dst, ':')
+			vs := r.Query[k]
+			if vs == nil {
+				dst = append(dst, "null"...) // as encoding/json renders a nil slice
+				continue
+			}
+			dst = append(dst, '[')
+			for j, v := range vs {
+				if j > 0 {
+					dst = append(dst, ',')
+				}
+				dst = appendString(dst, v)
+			}
+			dst = append(dst, ']')
+		}
+		dst = append(dst, '}')
+	}
+	if len(r.Headers) > 0 {
+		dst = append(dst, `,"headers":{`...)
+		for i, k := range sortedKeys(r.Headers) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, k)
+			dst = append(dst, ':')
+			dst = appendString(dst, r.Headers[k])
+		}
+		dst = append(dst, '}')
+	}
+	switch {
+	case len(r.Body) == 0:
+	case utf8.Valid(r.Body):
+		dst = append(dst, `,"body":`...)
+		dst = appendString(dst, r.Body)
+	default:
+		dst = append(dst, `,"body_base64":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, r.Body)
+		dst = append(dst, '"')
+	}
+	return append(dst, '}')
+}
+
+// requestSizeHint guesses r's encoded size, so that appendRequest rarely
+// grows its buffer.
+func requestSizeHint(r *Request) int {
+	n := 64 + len(r.Method) + len(r.URL) + base64.StdEncoding.EncodedLen(len(r.Body))
+	for k, vs := range r.Query {
+		n += 8 + len(k)
+		for _, v := range vs {
+			n += 3 + len(v)
+		}
+	}
+	for k, v := range r.Headers {
+		n += 6 + len(k) + len(v)
+	}
+	return n
+}
+
+// sortedKeys returns m's keys in the byte order encoding/json sorts them in.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// plainASCII marks the ASCII bytes encoding/json copies into a string
+// unescaped: printable ones other than '"', '\\' and the HTML-sensitive '<',
+// '>' and '&'. DEL is copied as is.
+var plainASCII = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaped as encoding/json's
+// Marshal escapes it: short escapes for '"', '\\', \b, \f, \n, \r and \t;
+// \u00XX for other control characters and for '<', '>' and '&'; \u2028
+// and \u2029, which break JavaScript; and \ufffd for each invalid UTF-8
+// byte.
+func appendString[S string | []byte](dst []byte, s S) []byte {
+	dst = append(dst, '"')
+	start := 0 // s[start:i] is still to be copied
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if plainASCII[c] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := decodeRune(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// decodeRune is utf8.DecodeRune for either kind of byte string, without
+// converting (and so copying) the whole of s.
+func decodeRune[S string | []byte](s S) (rune, int) {
+	var buf [utf8.UTFMax]byte
+	n := copy(buf[:], s)
+	return utf8.DecodeRune(buf[:n])
 }
 
 // Response is the upstream's answer. Any HTTP status is a Response, not an
@@ -102,15 +256,14 @@ func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 // response and an error. A reply that cannot be read, or lacks what every
 // reply has, is CodeInternal, so callers deal with a single error type.
 func parseReply(raw []byte) (*Response, error) {
-	var w struct {
-		Status     *int              `json:"status"`
-		Headers    map[string]string `json:"headers"`
-		Body       *string           `json:"body"`
-		BodyBase64 *string           `json:"body_base64"`
-		Error      *Error            `json:"error"`
-	}
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, &Error{Code: CodeInternal, Message: "alter_request reply is not valid JSON: " + err.Error()}
+	var w replyWire
+	if !w.decodeFast(raw) {
+		// Whatever the fast path does not fully understand, encoding/json
+		// decides, with its own leniency and its own error messages.
+		w = replyWire{}
+		if err := json.Unmarshal(raw, &w); err != nil {
+			return nil, &Error{Code: CodeInternal, Message: "alter_request reply is not valid JSON: " + err.Error()}
+		}
 	}
 	if w.Error != nil {
 		if w.Error.Code == "" {
@@ -139,6 +292,365 @@ func parseReply(raw []byte) (*Response, error) {
 		r.Headers = map[string]string{}
 	}
 	return r, nil
+}
+
+// replyWire is the reply as encoding/json decodes it.
+type replyWire struct {
+	Status     *int              `json:"status"`
+	Headers    map[string]string `json:"headers"`
+	Body       *string           `json:"body"`
+	BodyBase64 *string           `json:"body_base64"`
+	Error      *Error            `json:"error"`
+}
+
+// decodeFast fills w from raw as json.Unmarshal would, for the replies the
+// host writes (json.Marshal of abi.Reply: compact, keys exactly as named,
+// each once), and reports whether it could. It gives up on anything else,
+// leaving w partly filled: whitespace, other keys or other cases of these,
+// repeated keys, nulls, numbers other than plain integers, surrogate
+// escapes, invalid UTF-8 or JSON. encoding/json, slow in Wasm for its
+// reflection, then decides.
+func (w *replyWire) decodeFast(raw []byte) bool {
+	d := fastDecoder{b: raw}
+	if !d.next('{') {
+		return false
+	}
+	if d.next('}') {
+		return d.i == len(raw)
+	}
+	var seen [5]bool
+	for {
+		key, ok := d.key()
+		if !ok {
+			return false
+		}
+		var field int
+		switch string(key) {
+		case "status":
+			n, ok := d.integer()
+			if !ok {
+				return false
+			}
+			w.Status, field = &n, 0
+		case "headers":
+			if w.Headers, ok = d.stringMap(); !ok {
+				return false
+			}
+			field = 1
+		case "body":
+			s, ok := d.str()
+			if !ok {
+				return false
+			}
+			w.Body, field = &s, 2
+		case "body_base64":
+			s, ok := d.str()
+			if !ok {
+				return false
+			}
+			w.BodyBase64, field = &s, 3
+		case "error":
+			if w.Error, ok = d.errorObject(); !ok {
+				return false
+			}
+			field = 4
+		default:
+			return false
+		}
+		if seen[field] {
+			return false
+		}
+		seen[field] = true
+		if d.next('}') {
+			return d.i == len(raw)
+		}
+		if !d.next(',') {
+			return false
+		}
+	}
+}
+
+// fastDecoder reads the JSON subset decodeFast accepts; every method
+// reports false where it gives up.
+type fastDecoder struct {
+	b []byte
+	i int
+}
+
+// next consumes c if it comes next.
+func (d *fastDecoder) next(c byte) bool {
+	if d.i < len(d.b) && d.b[d.i] == c {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// key reads an object key without escapes, and the colon after it.
+func (d *fastDecoder) key() ([]byte, bool) {
+	if !d.next('"') {
+		return nil, false
+	}
+	start := d.i
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		if c == '"' {
+			k := d.b[start:d.i]
+			d.i++
+			return k, d.next(':')
+		}
+		if c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
+			return nil, false
+		}
+		d.i++
+	}
+	return nil, false
+}
+
+// integer reads an integer as encoding/json reads one into an int:
+// -?(0|[1-9][0-9]*), here with at most 18 digits so it cannot overflow.
+// Whatever follows (a fraction or an exponent) is the caller's to refuse.
+func (d *fastDecoder) integer() (int, bool) {
+	neg := d.next('-')
+	start := d.i
+	n := 0
+	for d.i < len(d.b) && '0' <= d.b[d.i] && d.b[d.i] <= '9' {
+		n = n*10 + int(d.b[d.i]-'0')
+		d.i++
+	}
+	if digits := d.i - start; digits == 0 || digits > 18 || (digits > 1 && d.b[start] == '0') {
+		return 0, false
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// str reads a string. Unescaped runs are copied as they are once checked
+// to be valid UTF-8; escapes are those of JSON except surrogates, which
+// encoding/json pairs or replaces.
+func (d *fastDecoder) str() (string, bool) {
+	if !d.next('"') {
+		return "", false
+	}
+	start := d.i
+	ascii := true
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		switch {
+		case c == '"':
+			s := d.b[start:d.i]
+			d.i++
+			if !ascii && !utf8.Valid(s) {
+				return "", false
+			}
+			return string(s), true
+		case c == '\\':
+			return d.strEscaped(start)
+		case c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+		d.i++
+	}
+	return "", false
+}
+
+// strEscaped finishes str from its first backslash, at d.i; the string
+// began at start.
+func (d *fastDecoder) strEscaped(start int) (string, bool) {
+	buf := make([]byte, 0, len(d.b)-start)
+	run := start // d.b[run:d.i] is still to be copied
+	ascii := true
+	flush := func() bool {
+		s := d.b[run:d.i]
+		if !ascii && !utf8.Valid(s) {
+			return false
+		}
+		buf = append(buf, s...)
+		ascii = true
+		return true
+	}
+	for d.i < len(d.b) {
+		c := d.b[d.i]
+		switch {
+		case c == '"':
+			if !flush() {
+				return "", false
+			}
+			d.i++
+			return string(buf), true
+		case c == '\\':
+			if !flush() || d.i+1 >= len(d.b) {
+				return "", false
+			}
+			e := d.b[d.i+1]
+			d.i += 2
+			switch e {
+			case '"', '\\', '/':
+				buf = append(buf, e)
+			case 'b':
+				buf = append(buf, '\b')
+			case 'f':
+				buf = append(buf, '\f')
+			case 'n':
+				buf = append(buf, '\n')
+			case 'r':
+				buf = append(buf, '\r')
+			case 't':
+				buf = append(buf, '\t')
+			case 'u':
+				r, ok := d.hex4()
+				if !ok || utf16.IsSurrogate(r) {
+					return "", false
+				}
+				buf = utf8.AppendRune(buf, r)
+			default:
+				return "", false
+			}
+			run = d.i
+			continue
+		case c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+		d.i++
+	}
+	return "", false
+}
+
+// hex4 reads the four hex digits of a \u escape.
+func (d *fastDecoder) hex4() (rune, bool) {
+	if len(d.b)-d.i < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range d.b[d.i : d.i+4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	d.i += 4
+	return r, true
+}
+
+// stringMap reads an object of strings. A repeated key keeps its last
+// value, as encoding/json keeps it.
+func (d *fastDecoder) stringMap() (map[string]string, bool) {
+	if !d.next('{') {
+		return nil, false
+	}
+	m := map[string]string{}
+	if d.next('}') {
+		return m, true
+	}
+	for {
+		k, ok := d.str()
+		if !ok || !d.next(':') {
+			return nil, false
+		}
+		v, ok := d.str()
+		if !ok {
+			return nil, false
+		}
+		m[k] = v
+		if d.next('}') {
+			return m, true
+		}
+		if !d.next(',') {
+			return nil, false
+		}
+	}
+}
+
+// errorObject reads the reply's "error" value.
+func (d *fastDecoder) errorObject() (*Error, bool) {
+	if !d.next('{') {
+		return nil, false
+	}
+	e := &Error{}
+	if d.next('}') {
+		return e, true
+	}
+	var seen [4]bool
+	for {
+		key, ok := d.key()
+		if !ok {
+			return nil, false
+		}
+		var field int
+		switch string(key) {
+		case "code":
+			s, ok := d.str()
+			if !ok {
+				return nil, false
+			}
+			e.Code, field = Code(s), 0
+		case "message":
+			if e.Message, ok = d.str(); !ok {
+				return nil, false
+			}
+			field = 1
+		case "connect_url":
+			if e.ConnectURL, ok = d.str(); !ok {
+				return nil, false
+			}
+			field = 2
+		case "missing_scopes":
+			if e.MissingScopes, ok = d.strings(); !ok {
+				return nil, false
+			}
+			field = 3
+		default:
+			return nil, false
+		}
+		if seen[field] {
+			return nil, false
+		}
+		seen[field] = true
+		if d.next('}') {
+			return e, true
+		}
+		if !d.next(',') {
+			return nil, false
+		}
+	}
+}
+
+// strings reads an array of strings; [] is an empty slice, not nil, as
+// encoding/json makes it.
+func (d *fastDecoder) strings() ([]string, bool) {
+	if !d.next('[') {
+		return nil, false
+	}
+	list := []string{}
+	if d.next(']') {
+		return list, true
+	}
+	for {
+		s, ok := d.str()
+		if !ok {
+			return nil, false
+		}
+		list = append(list, s)
+		if d.next(']') {
+			return list, true
+		}
+		if !d.next(',') {
+			return nil, false
+		}
+	}
 }
 
 // Content is one item of an MCP tool result's content list. Text items
