@@ -3,7 +3,6 @@ package alter
 import (
 	"encoding/base64"
 	"encoding/json"
-	"slices"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -117,8 +116,39 @@ func sortedKeys[V any](m map[string]V) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	slices.Sort(keys)
+	sortStrings(keys)
 	return keys
+}
+
+// sortStrings sorts a in byte order. It is a heap sort rather than
+// slices.Sort, whose generic pdqsort would add some 20 KB to every Go
+// plugin for maps of a few keys.
+func sortStrings(a []string) {
+	for i := len(a)/2 - 1; i >= 0; i-- {
+		siftDown(a, i, len(a))
+	}
+	for end := len(a) - 1; end > 0; end-- {
+		a[0], a[end] = a[end], a[0]
+		siftDown(a, 0, end)
+	}
+}
+
+// siftDown restores the max-heap order of a[:n] below root.
+func siftDown(a []string, root, n int) {
+	for {
+		child := 2*root + 1
+		if child >= n {
+			return
+		}
+		if child+1 < n && a[child] < a[child+1] {
+			child++
+		}
+		if a[root] >= a[child] {
+			return
+		}
+		a[root], a[child] = a[child], a[root]
+		root = child
+	}
 }
 
 // plainASCII marks the ASCII bytes encoding/json copies into a string

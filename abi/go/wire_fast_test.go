@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -134,6 +135,28 @@ func TestRequestEncodingMatchesEncodingJSON(t *testing.T) {
 	}
 	for _, r := range reqs {
 		checkEncoding(t, r)
+	}
+	// Enough keys, in enough orders, to exercise the sort.
+	for n := range 40 {
+		q, h := map[string][]string{}, map[string]string{}
+		for i := range n {
+			k := strings.Repeat(string(rune('a'+i*7%26)), 1+i%3) + tricky[i%len(tricky)]
+			q[k], h[k] = []string{k}, k
+		}
+		checkEncoding(t, Request{URL: "u", Query: q, Headers: h})
+	}
+}
+
+func TestSortStrings(t *testing.T) {
+	for n := range 50 {
+		a := make([]string, n)
+		for i := range a {
+			a[i] = string([]byte{byte(i * 37 % 11), byte(i * 13 % 7)})
+		}
+		sortStrings(a)
+		if !slices.IsSorted(a) {
+			t.Errorf("%d: %q", n, a)
+		}
 	}
 }
 
