@@ -286,14 +286,54 @@ func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 // response and an error. A reply that cannot be read, or lacks what every
 // reply has, is CodeInternal, so callers deal with a single error type.
 func parseReply(raw []byte) (*Response, error) {
-	var w replyWire
-	if !w.decodeFast(raw) {
+	var f fastReply
+	if !f.decode(raw) {
 		// Whatever the fast path does not fully understand, encoding/json
 		// decides, with its own leniency and its own error messages.
-		w = replyWire{}
-		if err := json.Unmarshal(raw, &w); err != nil {
-			return nil, &Error{Code: CodeInternal, Message: "alter_request reply is not valid JSON: " + err.Error()}
+		return parseReplyJSON(raw)
+	}
+	// As parseReplyJSON, on what the fast path read.
+	if f.err != nil {
+		if f.err.Code == "" {
+			f.err.Code = CodeInternal
 		}
+		return nil, f.err
+	}
+	if !f.has[replyStatus] {
+		return nil, &Error{Code: CodeInternal, Message: `alter_request reply has neither "status" nor "error"`}
+	}
+	if f.has[replyBody] && f.has[replyBodyBase64] {
+		return nil, &Error{Code: CodeInternal, Message: `alter_request reply has both "body" and "body_base64"`}
+	}
+	r := &Response{Status: f.status, Headers: f.headers, Body: f.body}
+	if f.has[replyBodyBase64] {
+		b := make([]byte, base64.StdEncoding.DecodedLen(len(f.bodyBase64)))
+		n, err := base64.StdEncoding.Decode(b, f.bodyBase64)
+		if err != nil {
+			return nil, &Error{Code: CodeInternal, Message: "alter_request reply has invalid body_base64: " + err.Error()}
+		}
+		r.Body = b[:n]
+	}
+	if r.Body == nil {
+		r.Body = []byte{}
+	}
+	if r.Headers == nil {
+		r.Headers = map[string]string{}
+	}
+	return r, nil
+}
+
+// parseReplyJSON is parseReply with encoding/json, for any reply.
+func parseReplyJSON(raw []byte) (*Response, error) {
+	var w struct {
+		Status     *int              `json:"status"`
+		Headers    map[string]string `json:"headers"`
+		Body       *string           `json:"body"`
+		BodyBase64 *string           `json:"body_base64"`
+		Error      *Error            `json:"error"`
+	}
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return nil, &Error{Code: CodeInternal, Message: "alter_request reply is not valid JSON: " + err.Error()}
 	}
 	if w.Error != nil {
 		if w.Error.Code == "" {
@@ -324,23 +364,34 @@ func parseReply(raw []byte) (*Response, error) {
 	return r, nil
 }
 
-// replyWire is the reply as encoding/json decodes it.
-type replyWire struct {
-	Status     *int              `json:"status"`
-	Headers    map[string]string `json:"headers"`
-	Body       *string           `json:"body"`
-	BodyBase64 *string           `json:"body_base64"`
-	Error      *Error            `json:"error"`
+// The reply's keys, indexing fastReply.has.
+const (
+	replyStatus = iota
+	replyHeaders
+	replyBody
+	replyBodyBase64
+	replyError
+)
+
+// fastReply is a reply as the fast path reads it.
+type fastReply struct {
+	has     [5]bool // which keys were present
+	status  int
+	headers map[string]string
+	body    []byte
+	// bodyBase64 may alias the input: it is only read, to decode it.
+	bodyBase64 []byte
+	err        *Error
 }
 
-// decodeFast fills w from raw as json.Unmarshal would, for the replies the
-// host writes (json.Marshal of abi.Reply: compact, keys exactly as named,
-// each once), and reports whether it could. It gives up on anything else,
-// leaving w partly filled: whitespace, other keys or other cases of these,
-// repeated keys, nulls, numbers other than plain integers, surrogate
-// escapes, invalid UTF-8 or JSON. encoding/json, slow in Wasm for its
-// reflection, then decides.
-func (w *replyWire) decodeFast(raw []byte) bool {
+// decode fills f from raw, which json.Unmarshal would decode the same,
+// for the replies the host writes (json.Marshal of abi.Reply: compact,
+// keys exactly as named, each once), and reports whether it could. It
+// gives up on anything else, leaving f partly filled: whitespace, other
+// keys or other cases of these, repeated keys, nulls, numbers other than
+// plain integers, surrogate escapes, invalid UTF-8 or JSON. encoding/json,
+// slow in Wasm for its reflection, then decides.
+func (f *fastReply) decode(raw []byte) bool {
 	d := fastDecoder{b: raw}
 	if !d.next('{') {
 		return false
@@ -348,7 +399,6 @@ func (w *replyWire) decodeFast(raw []byte) bool {
 	if d.next('}') {
 		return d.i == len(raw)
 	}
-	var seen [5]bool
 	for {
 		key, ok := d.key()
 		if !ok {
@@ -357,40 +407,31 @@ func (w *replyWire) decodeFast(raw []byte) bool {
 		var field int
 		switch string(key) {
 		case "status":
-			n, ok := d.integer()
-			if !ok {
-				return false
-			}
-			w.Status, field = &n, 0
+			field = replyStatus
+			f.status, ok = d.integer()
 		case "headers":
-			if w.Headers, ok = d.stringMap(); !ok {
-				return false
-			}
-			field = 1
+			field = replyHeaders
+			f.headers, ok = d.stringMap()
 		case "body":
-			s, ok := d.str()
-			if !ok {
-				return false
+			field = replyBody
+			var owned bool
+			f.body, owned, ok = d.strBytes()
+			if ok && !owned {
+				f.body = append(make([]byte, 0, len(f.body)), f.body...)
 			}
-			w.Body, field = &s, 2
 		case "body_base64":
-			s, ok := d.str()
-			if !ok {
-				return false
-			}
-			w.BodyBase64, field = &s, 3
+			field = replyBodyBase64
+			f.bodyBase64, _, ok = d.strBytes()
 		case "error":
-			if w.Error, ok = d.errorObject(); !ok {
-				return false
-			}
-			field = 4
+			field = replyError
+			f.err, ok = d.errorObject()
 		default:
 			return false
 		}
-		if seen[field] {
+		if !ok || f.has[field] {
 			return false
 		}
-		seen[field] = true
+		f.has[field] = true
 		if d.next('}') {
 			return d.i == len(raw)
 		}
@@ -400,7 +441,7 @@ func (w *replyWire) decodeFast(raw []byte) bool {
 	}
 }
 
-// fastDecoder reads the JSON subset decodeFast accepts; every method
+// fastDecoder reads the JSON subset fastReply.decode accepts; every method
 // reports false where it gives up.
 type fastDecoder struct {
 	b []byte
@@ -457,12 +498,19 @@ func (d *fastDecoder) integer() (int, bool) {
 	return n, true
 }
 
-// str reads a string. Unescaped runs are copied as they are once checked
-// to be valid UTF-8; escapes are those of JSON except surrogates, which
-// encoding/json pairs or replaces.
+// str reads a string.
 func (d *fastDecoder) str() (string, bool) {
+	b, _, ok := d.strBytes()
+	return string(b), ok
+}
+
+// strBytes reads a string's bytes, which alias the input unless owned.
+// Unescaped runs are taken as they are once checked to be valid UTF-8;
+// escapes are those of JSON except surrogates, which encoding/json pairs
+// or replaces.
+func (d *fastDecoder) strBytes() (b []byte, owned, ok bool) {
 	if !d.next('"') {
-		return "", false
+		return nil, false, false
 	}
 	start := d.i
 	ascii := true
@@ -472,49 +520,42 @@ func (d *fastDecoder) str() (string, bool) {
 		case c == '"':
 			s := d.b[start:d.i]
 			d.i++
-			if !ascii && !utf8.Valid(s) {
-				return "", false
-			}
-			return string(s), true
+			return s, false, ascii || utf8.Valid(s)
 		case c == '\\':
-			return d.strEscaped(start)
+			b, ok := d.strEscaped(start)
+			return b, true, ok
 		case c < 0x20:
-			return "", false
+			return nil, false, false
 		case c >= utf8.RuneSelf:
 			ascii = false
 		}
 		d.i++
 	}
-	return "", false
+	return nil, false, false
 }
 
-// strEscaped finishes str from its first backslash, at d.i; the string
-// began at start.
-func (d *fastDecoder) strEscaped(start int) (string, bool) {
+// strEscaped finishes strBytes from its first backslash, at d.i; the
+// string began at start.
+func (d *fastDecoder) strEscaped(start int) ([]byte, bool) {
 	buf := make([]byte, 0, len(d.b)-start)
 	run := start // d.b[run:d.i] is still to be copied
 	ascii := true
-	flush := func() bool {
-		s := d.b[run:d.i]
-		if !ascii && !utf8.Valid(s) {
-			return false
-		}
-		buf = append(buf, s...)
-		ascii = true
-		return true
-	}
 	for d.i < len(d.b) {
 		c := d.b[d.i]
 		switch {
-		case c == '"':
-			if !flush() {
-				return "", false
+		case c == '"' || c == '\\':
+			s := d.b[run:d.i]
+			if !ascii && !utf8.Valid(s) {
+				return nil, false
 			}
-			d.i++
-			return string(buf), true
-		case c == '\\':
-			if !flush() || d.i+1 >= len(d.b) {
-				return "", false
+			buf = append(buf, s...)
+			ascii = true
+			if c == '"' {
+				d.i++
+				return buf, true
+			}
+			if d.i+1 >= len(d.b) {
+				return nil, false
 			}
 			e := d.b[d.i+1]
 			d.i += 2
@@ -534,22 +575,22 @@ func (d *fastDecoder) strEscaped(start int) (string, bool) {
 			case 'u':
 				r, ok := d.hex4()
 				if !ok || utf16.IsSurrogate(r) {
-					return "", false
+					return nil, false
 				}
 				buf = utf8.AppendRune(buf, r)
 			default:
-				return "", false
+				return nil, false
 			}
 			run = d.i
 			continue
 		case c < 0x20:
-			return "", false
+			return nil, false
 		case c >= utf8.RuneSelf:
 			ascii = false
 		}
 		d.i++
 	}
-	return "", false
+	return nil, false
 }
 
 // hex4 reads the four hex digits of a \u escape.
