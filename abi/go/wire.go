@@ -25,14 +25,14 @@ type Request struct {
 
 // MarshalJSON encodes r in the alter_request wire format. The body travels
 // as "body" when it is valid UTF-8 and as "body_base64" otherwise, because a
-// JSON string cannot carry arbitrary bytes. The bytes are exactly what
-// encoding/json makes of the wire struct; see appendRequest.
+// JSON string cannot carry arbitrary bytes. See appendRequest.
 func (r Request) MarshalJSON() ([]byte, error) { return appendRequest(nil, &r), nil }
 
 // appendRequest appends r's wire encoding to dst. It is written by hand
 // because encoding/json's reflection dominated a request's cost in Wasm; it
-// keeps encoding/json's output byte for byte (field order, omitempty, sorted
-// map keys, HTML-safe escaping), which the tests check against it.
+// writes, byte for byte, what json.Marshal wrote of the wire struct it
+// replaces (field order, omitempty, sorted map keys, HTML-safe escaping),
+// which the tests hold it to.
 func appendRequest(dst []byte, r *Request) []byte {
 	if dst == nil {
 		dst = make([]byte, 0, requestSizeHint(r))
