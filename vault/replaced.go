@@ -17,6 +17,9 @@ import (
 // holds, to expire.
 type ReplacedRevoker interface {
 	RevokeReplaced() bool
+	// RevokeReplacedGrant revokes a replaced grant's tokens, where one
+	// token ends alone (which may be another endpoint than RevokeGrant's).
+	RevokeReplacedGrant(ctx context.Context, t Token) error
 }
 
 // canRevoke returns p as a Revoker if it can revoke upstream.
@@ -57,7 +60,9 @@ func (v *Vault) revokeReplaced(ctx context.Context, old store.Grant, now Token) 
 		return
 	}
 	otherAccount := old.AccountID != "" && now.AccountID != "" && old.AccountID != now.AccountID
-	if a, ok := p.(ReplacedRevoker); !otherAccount && (!ok || !a.RevokeReplaced()) {
+	a, alone := p.(ReplacedRevoker)
+	alone = alone && a.RevokeReplaced()
+	if !otherAccount && !alone {
 		v.logger.Info("the replaced grant is not revoked upstream: this provider is not known to revoke one token alone (revoke_replaced)",
 			"subject", subject, "provider", provider)
 		return
@@ -77,7 +82,11 @@ func (v *Vault) revokeReplaced(ctx context.Context, old store.Grant, now Token) 
 	go func() {
 		defer func() { <-sem }()
 		defer cancel()
-		if err := r.RevokeGrant(rctx, Token{AccessToken: s.AccessToken, RefreshToken: s.RefreshToken}); err != nil {
+		revoke := r.RevokeGrant
+		if alone {
+			revoke = a.RevokeReplacedGrant
+		}
+		if err := revoke(rctx, Token{AccessToken: s.AccessToken, RefreshToken: s.RefreshToken}); err != nil {
 			v.logger.Warn("upstream revocation of the replaced grant failed", "subject", subject, "provider", provider,
 				"error", redact(err, s))
 			return

@@ -25,6 +25,7 @@ type revokingProvider struct {
 
 	mu      sync.Mutex
 	revoked []vault.Token
+	alone   int // of revoked, through RevokeReplacedGrant
 	started chan struct{}
 	release chan struct{} // closing it ends a hanging revocation
 }
@@ -52,6 +53,14 @@ func (p *revokingProvider) RevokeGrant(ctx context.Context, t vault.Token) error
 }
 
 func (p *revokingProvider) RevokeReplaced() bool { return p.revokeReplaced }
+
+// RevokeReplacedGrant counts the revocations made as one token's alone.
+func (p *revokingProvider) RevokeReplacedGrant(ctx context.Context, t vault.Token) error {
+	p.mu.Lock()
+	p.alone++
+	p.mu.Unlock()
+	return p.RevokeGrant(ctx, t)
+}
 
 func (p *revokingProvider) got() []vault.Token {
 	p.mu.Lock()
@@ -119,6 +128,11 @@ func TestReplacedGrantRevoked(t *testing.T) {
 		want("the first consent")
 		save("alice", vault.Token{AccessToken: "at-2", RefreshToken: "rt-2", Scopes: []string{"read", "write"}})
 		want("a re-consent", vault.Token{AccessToken: "at-1", RefreshToken: "rt-1"})
+		p.mu.Lock()
+		if p.alone != 1 {
+			t.Errorf("%d revocations made as one token's alone; want 1 (RevokeReplacedGrant, not RevokeGrant)", p.alone)
+		}
+		p.mu.Unlock()
 		if tok, aerr := v.Credential(ctx, "alice", "acme", []string{"write"}); aerr != nil || tok != "at-2" {
 			t.Errorf("after the re-consent: %q, %v; want at-2", tok, aerr)
 		}

@@ -49,6 +49,10 @@ type Config struct {
 	// Keycloak's offline tokens) revoking any token ends every token the
 	// person granted this client, the new grant's included.
 	RevokeReplaced bool `json:"revoke_replaced,omitempty"`
+	// ReplacedRevokeURL, where RevokeURL ends the whole authorization, is
+	// an endpoint of the same style that revokes the token sent alone
+	// (GitHub's "delete an app token"): a replaced grant is revoked there.
+	ReplacedRevokeURL string `json:"replaced_revoke_url,omitempty"`
 
 	// ClientID is the OAuth client id. Empty in a preset means the preset
 	// is not configured; the environment variable ALTERHOST_<NAME>_CLIENT_ID
@@ -281,8 +285,8 @@ func (c *Config) check() []Problem {
 		add("revoke_style", fmt.Sprintf("%q is not a revocation style", c.RevokeStyle),
 			`use "rfc7009", "json", "bearer" or "github"`)
 	}
-	if c.RevokeURL == "" && (c.RevokeStyle != "" || len(c.RevokeHeaders) > 0 || c.RevokeReplaced) {
-		add("revoke_url", "is missing but revoke_style, revoke_headers or revoke_replaced is set",
+	if c.RevokeURL == "" && (c.RevokeStyle != "" || len(c.RevokeHeaders) > 0 || c.RevokeReplaced || c.ReplacedRevokeURL != "") {
+		add("revoke_url", "is missing but revoke_style, revoke_headers, revoke_replaced or replaced_revoke_url is set",
 			"set revoke_url, or drop the others")
 	}
 	for _, k := range sortedKeys(c.RevokeHeaders) {

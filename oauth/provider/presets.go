@@ -23,9 +23,11 @@ func Presets() []Config {
 			TokenURL:    "https://github.com/login/oauth/access_token",
 			// The REST API's "delete an app authorization": it removes the
 			// grant and every token of it, and takes the access token.
-			// So a replaced grant is not revoked (no RevokeReplaced).
-			RevokeURL:   "https://api.github.com/applications/{client_id}/grant",
-			RevokeStyle: RevokeGitHub,
+			// A replaced grant is revoked with "delete an app token"
+			// instead, which ends the token sent alone.
+			RevokeURL:         "https://api.github.com/applications/{client_id}/grant",
+			ReplacedRevokeURL: "https://api.github.com/applications/{client_id}/token",
+			RevokeStyle:       RevokeGitHub,
 			// No default scopes: without any, a token reads public data;
 			// tools ask for "repo" and the like. GitHub Apps ignore scopes.
 			// Requests take spaces, responses list scopes with commas.

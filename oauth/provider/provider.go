@@ -175,10 +175,12 @@ func (p *Provider) Configured() bool {
 // CanRevoke reports whether the provider has a revocation endpoint.
 func (p *Provider) CanRevoke() bool { return p.cfg.RevokeURL != "" }
 
-// RevokeReplaced reports whether revoking one token ends that token alone
-// at this provider, so that a grant replaced by a new consent may be
-// revoked (see vault.ReplacedRevoker).
-func (p *Provider) RevokeReplaced() bool { return p.cfg.RevokeReplaced }
+// RevokeReplaced reports whether this provider can revoke one token
+// alone (RevokeURL does, or ReplacedRevokeURL is set), so that a grant
+// replaced by a new consent may be revoked (see vault.ReplacedRevoker).
+func (p *Provider) RevokeReplaced() bool {
+	return p.cfg.RevokeURL != "" && (p.cfg.RevokeReplaced || p.cfg.ReplacedRevokeURL != "")
+}
 
 // oauth2Config returns the x/oauth2 view of p for one request. It is built
 // per call so the secret lives in p's box only.

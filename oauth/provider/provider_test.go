@@ -389,6 +389,23 @@ func TestRevokeStyles(t *testing.T) {
 		t.Errorf("github style: %s %s %s", got.Method, got.URL.Path, body)
 	}
 
+	// A replaced grant at GitHub: "delete an app token", the token alone.
+	gh := mk("/applications/{client_id}/grant", RevokeGitHub, nil)
+	gh.cfg.ReplacedRevokeURL = srv.URL + "/applications/{client_id}/token"
+	if err := gh.RevokeReplacedGrant(ctx, vault.Token{AccessToken: "at", RefreshToken: "rt"}); err != nil {
+		t.Fatal(err)
+	}
+	if got.Method != http.MethodDelete || got.URL.Path != "/applications/client-1/token" || body != `{"access_token":"at"}` {
+		t.Errorf("github replaced grant: %s %s %s", got.Method, got.URL.Path, body)
+	}
+	// Without a replaced_revoke_url, a replaced grant goes where any does.
+	if err := mk("/rfc7009", RevokeRFC7009, nil).RevokeReplacedGrant(ctx, vault.Token{AccessToken: "at", RefreshToken: "rt"}); err != nil {
+		t.Fatal(err)
+	}
+	if got.URL.Path != "/rfc7009" || !strings.Contains(body, "token=rt") {
+		t.Errorf("rfc7009 replaced grant: %s %s", got.URL.Path, body)
+	}
+
 	if err := mk("/notion", RevokeJSON, map[string]string{"Notion-Version": "2025-09-03"}).Revoke(ctx, "tok"); err != nil {
 		t.Fatal(err)
 	}

@@ -169,7 +169,7 @@ func TestLoadErrors(t *testing.T) {
 			[]string{`token_auth: "cookie"`, `revoke_style: "smoke"`}},
 		{"revoke replaced without revoke url", `{"providers": [{"name": "microsoft", "revoke_replaced": true}]}`,
 			env{"ALTERHOST_MICROSOFT_CLIENT_ID": "a", "ALTERHOST_MICROSOFT_CLIENT_SECRET": "s"},
-			[]string{`providers[0] ("microsoft") revoke_url: is missing but revoke_style, revoke_headers or revoke_replaced is set`}},
+			[]string{`providers[0] ("microsoft") revoke_url: is missing but revoke_style, revoke_headers, revoke_replaced or replaced_revoke_url is set`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""
@@ -281,7 +281,7 @@ func TestSecretNeverPrinted(t *testing.T) {
 // the token sent alone let the vault revoke a replaced grant; a file can
 // change it either way.
 func TestRevokeReplaced(t *testing.T) {
-	alone := map[string]bool{"slack": true, "gitlab": true}
+	alone := map[string]bool{"slack": true, "gitlab": true, "github": true}
 	for _, c := range Presets() {
 		c.ClientID = "a"
 		p, err := New(c, WithClientSecret("s"))

@@ -22,7 +22,12 @@ const maxRevokeBody = 64 << 10
 // RevokeGrant, which picks. Without a revocation endpoint the error wraps
 // ErrRevokeUnsupported.
 func (p *Provider) Revoke(ctx context.Context, token string) error {
-	if p.cfg.RevokeURL == "" {
+	return p.revoke(ctx, p.cfg.RevokeURL, token)
+}
+
+// revoke revokes token at target, in the provider's revocation style.
+func (p *Provider) revoke(ctx context.Context, target, token string) error {
+	if target == "" {
 		return fmt.Errorf("provider %q: %w", p.cfg.Name, ErrRevokeUnsupported)
 	}
 	if !p.Configured() {
@@ -31,7 +36,7 @@ func (p *Provider) Revoke(ctx context.Context, token string) error {
 	if token == "" {
 		return fmt.Errorf("provider %q: revoke: no token given", p.cfg.Name)
 	}
-	req, err := p.revokeRequest(ctx, token)
+	req, err := p.revokeRequest(ctx, target, token)
 	if err != nil {
 		return fmt.Errorf("provider %q: revoke: %w", p.cfg.Name, err)
 	}
@@ -65,15 +70,29 @@ func (p *Provider) Revoke(ctx context.Context, token string) error {
 // wants: the refresh token if there is one for RFC 7009 and JSON, else the
 // access token.
 func (p *Provider) RevokeGrant(ctx context.Context, t vault.Token) error {
-	tok := t.AccessToken
-	if (p.cfg.RevokeStyle == RevokeRFC7009 || p.cfg.RevokeStyle == RevokeJSON) && t.RefreshToken != "" {
-		tok = t.RefreshToken
-	}
-	return p.Revoke(ctx, tok)
+	return p.revoke(ctx, p.cfg.RevokeURL, p.grantToken(t))
 }
 
-func (p *Provider) revokeRequest(ctx context.Context, token string) (*http.Request, error) {
-	target := strings.ReplaceAll(p.cfg.RevokeURL, "{client_id}", url.PathEscape(p.cfg.ClientID))
+// RevokeReplacedGrant revokes a grant that a new consent replaced: at
+// ReplacedRevokeURL when the provider has one (where RevokeURL would end
+// the new grant too), else as RevokeGrant.
+func (p *Provider) RevokeReplacedGrant(ctx context.Context, t vault.Token) error {
+	if p.cfg.ReplacedRevokeURL != "" {
+		return p.revoke(ctx, p.cfg.ReplacedRevokeURL, p.grantToken(t))
+	}
+	return p.RevokeGrant(ctx, t)
+}
+
+// grantToken is the token of t that the revocation style wants.
+func (p *Provider) grantToken(t vault.Token) string {
+	if (p.cfg.RevokeStyle == RevokeRFC7009 || p.cfg.RevokeStyle == RevokeJSON) && t.RefreshToken != "" {
+		return t.RefreshToken
+	}
+	return t.AccessToken
+}
+
+func (p *Provider) revokeRequest(ctx context.Context, target, token string) (*http.Request, error) {
+	target = strings.ReplaceAll(target, "{client_id}", url.PathEscape(p.cfg.ClientID))
 	var (
 		req *http.Request
 		err error
