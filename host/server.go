@@ -212,6 +212,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		providers.Add(p)
 		wrap = s.Sandbox.Wrap
 	}
+	if cfg.Tracing != nil {
+		// Token refreshes and revocations get client spans inside the
+		// tool call's trace, as plugins' upstream requests do.
+		prop := cfg.Tracing.PropagateUpstream()
+		providers.WrapTransport(func(rt http.RoundTripper) http.RoundTripper { return egress.TracedTransport(rt, prop) })
+	}
 	s.Vault = vault.New(s.store, keys, providers, logger)
 	s.Vault.Observer = cfg.Metrics.Vault()
 	s.auditor = vault.NewAuditor(s.store, logger)

@@ -125,6 +125,7 @@ func newStack(t *testing.T, propagate bool) *stack {
 		t.Fatal(err)
 	}
 	providers.Add(p)
+	providers.WrapTransport(func(rt http.RoundTripper) http.RoundTripper { return egress.TracedTransport(rt, propagate) })
 	v := vault.New(st, keys, providers, nil)
 	auditor := vault.NewAuditor(st, nil)
 	conn := &connect.Service{Store: st, Vault: v, Providers: providers, BaseURL: baseURL,
@@ -326,8 +327,15 @@ func TestToolCallTrace(t *testing.T) {
 		"server.address": sandbox.Host, "http.response.status_code": 200})
 	cred := tr.one(t, "vault.credential", req)
 	attrs(t, cred, map[string]any{"alterhost.outcome": "ok"})
-	attrs(t, tr.one(t, "vault.refresh", cred), map[string]any{"alterhost.provider": "sandbox",
+	refresh := tr.one(t, "vault.refresh", cred)
+	attrs(t, refresh, map[string]any{"alterhost.provider": "sandbox",
 		"alterhost.outcome": "ok", "alterhost.refresh.shared": false})
+	// The refresh's own HTTP exchange with the provider's token endpoint.
+	post := tr.one(t, "POST", refresh)
+	if post.SpanKind() != trace.SpanKindClient {
+		t.Errorf("POST: kind %v", post.SpanKind())
+	}
+	attrs(t, post, map[string]any{"http.request.method": "POST", "http.response.status_code": 200})
 	get := tr.one(t, "GET", req)
 	if get.SpanKind() != trace.SpanKindClient {
 		t.Errorf("GET: kind %v", get.SpanKind())

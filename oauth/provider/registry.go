@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"reflect"
 	"slices"
@@ -42,6 +43,19 @@ func (r *Registry) Add(p *Provider) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.byName[p.Name()] = p
+}
+
+// WrapTransport puts wrap around the HTTP transport of every provider
+// registered now (token, refresh and revocation requests), for tracing.
+// Call it before the providers are in use.
+func (r *Registry) WrapTransport(wrap func(http.RoundTripper) http.RoundTripper) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.byName {
+		c := *p.client
+		c.Transport = wrap(c.Transport)
+		p.client = &c
+	}
 }
 
 // Provider returns the configured provider called name, as vault.Providers

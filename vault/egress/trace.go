@@ -26,6 +26,17 @@ type tracedTransport struct {
 	propagate bool
 }
 
+// TracedTransport wraps base so that each exchange made in a recorded
+// trace gets a client span, as plugins' upstream requests do; with
+// propagate it also sends W3C trace context. The vault's providers use it
+// for their token and revocation requests.
+func TracedTransport(base http.RoundTripper, propagate bool) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &tracedTransport{base: base, propagate: propagate}
+}
+
 func (t *tracedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	parent := trace.SpanFromContext(req.Context())
 	if !parent.IsRecording() {
