@@ -268,15 +268,19 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 			m = metrics.New()
 		}
 	}
-	tr, err := tracing.New(ctx, tracing.Options{Endpoint: *o.otlpEndpoint, SampleRatio: *o.traceSampleRatio,
-		PropagateUpstream: *o.tracePropagate, ServiceVersion: version, Logger: logger})
-	if err != nil {
+	// Until the servers own them, the listeners are closed on the way out.
+	closeListeners := func() {
 		if ln != nil {
 			ln.Close()
 		}
 		if mln != nil {
 			mln.Close()
 		}
+	}
+	tr, err := tracing.New(ctx, tracing.Options{Endpoint: *o.otlpEndpoint, SampleRatio: *o.traceSampleRatio,
+		PropagateUpstream: *o.tracePropagate, ServiceVersion: version, Logger: logger})
+	if err != nil {
+		closeListeners()
 		return err
 	}
 	// Deferred before srv.Close, so it runs after: the last calls' spans
@@ -293,12 +297,7 @@ func serveOrCheck(args []string, stdout, stderr io.Writer, check bool) error {
 		Auth: authMode, AccessTokenTTL: *o.accessTTL, TrustIssuer: *o.trustIssuer, TrustJWKS: *o.trustJWKS,
 		OIDC: oidc, NoWatch: *o.noWatch, Stateless: *o.stateless, Metrics: m, Tracing: tr, Engine: *o.engineName, Isolation: o.isolation, Version: version, Logger: logger})
 	if err != nil {
-		if ln != nil {
-			ln.Close()
-		}
-		if mln != nil {
-			mln.Close()
-		}
+		closeListeners()
 		return err
 	}
 	defer srv.Close(context.Background())
